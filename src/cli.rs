@@ -1,0 +1,196 @@
+//! The command line: clap definitions, dispatch, and the one place where
+//! errors become exit statuses.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::{Line, Severity, Syslog};
+use crate::helper::{self, LoginArgs, ModeKind};
+use crate::{Globals, admin, config, exit};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sshjit",
+    version,
+    about = "Just-in-time, time-bound, revocable SSH access for stock OpenSSH",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// Configuration file [default: /etc/sshjit/sshjit.toml, optional]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Policy source, a path; overrides the config [default: /etc/sshjit/policy.json]
+    #[arg(long, global = true, value_name = "SRC")]
+    policy: Option<String>,
+    /// This host's name for `hosts` globs [default: the config, else gethostname()]
+    #[arg(long, global = true, value_name = "NAME")]
+    host: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the authorized_keys lines valid now for USER (sshd's AuthorizedKeysCommand)
+    Keys {
+        /// The account logging in (sshd's %u)
+        #[arg(value_name = "USER")]
+        user: String,
+        /// Print only the key with this fingerprint (sshd's %f)
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+    },
+    /// Print the certificate principals valid now for USER (sshd's AuthorizedPrincipalsCommand)
+    Principals {
+        /// The account logging in (sshd's %u)
+        #[arg(value_name = "USER")]
+        user: String,
+        /// The certificate's key ID (sshd's %i)
+        #[arg(long, value_name = "ID")]
+        key_id: Option<String>,
+        /// The certificate's serial (sshd's %s)
+        #[arg(long, value_name = "N")]
+        serial: Option<String>,
+        /// The certificate key's fingerprint (sshd's %f)
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+    },
+    /// Validate the policy (and the config); print where an error is and how to fix it
+    Check,
+    /// Explain, grant by grant, why USER may or may not log in
+    Explain {
+        #[arg(value_name = "USER")]
+        user: String,
+        /// Evaluate at this RFC 3339 time instead of now
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// The offered key's fingerprint (keys) or the certificate's (principals)
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        /// A certificate key ID to check against revocations
+        #[arg(long, value_name = "ID")]
+        key_id: Option<String>,
+        /// A certificate serial to check against revocations
+        #[arg(long, value_name = "N")]
+        serial: Option<String>,
+    },
+}
+
+/// Runs the command line of this process; returns the exit status.
+pub fn main() -> u8 {
+    let started = Instant::now();
+    run(std::env::args_os(), started)
+}
+
+pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&args, &e),
+    };
+    let globals = Globals {
+        config: cli.globals.config,
+        policy: cli.globals.policy,
+        host: cli.globals.host,
+    };
+    match cli.command {
+        Command::Keys { user, fingerprint } => helper::run(
+            &globals,
+            &LoginArgs {
+                mode: ModeKind::Keys,
+                user,
+                fingerprint,
+                key_id: None,
+                serial: None,
+            },
+            started,
+        ),
+        Command::Principals {
+            user,
+            key_id,
+            serial,
+            fingerprint,
+        } => helper::run(
+            &globals,
+            &LoginArgs {
+                mode: ModeKind::Principals,
+                user,
+                fingerprint,
+                key_id,
+                serial,
+            },
+            started,
+        ),
+        Command::Check => admin::check::run(&globals),
+        Command::Explain {
+            user,
+            at,
+            fingerprint,
+            key_id,
+            serial,
+        } => admin::explain::run(
+            &globals,
+            &admin::explain::ExplainArgs {
+                user,
+                at,
+                fingerprint,
+                key_id,
+                serial,
+            },
+        ),
+    }
+}
+
+/// A command line clap refused. On the login path sshd never shows stderr,
+/// so the refusal is also logged.
+fn usage_error(args: &[OsString], e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = write!(io::stdout().lock(), "{e}");
+        return exit::OK;
+    }
+    let _ = write!(io::stderr().lock(), "{e}");
+    let mode = args.iter().skip(1).find_map(|a| match a.to_str() {
+        Some("keys") => Some("keys"),
+        Some("principals") => Some("principals"),
+        _ => None,
+    });
+    if let Some(mode) = mode {
+        let first = e.to_string();
+        let first = first
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        let mut line = Line::new();
+        line.field("mode", mode)
+            .field("outcome", "error")
+            .field("error", &format!("bad arguments: {first}"));
+        Syslog::new(config::DEFAULT_SYSLOG_SOCKET).log(Severity::Err, line.as_str());
+    }
+    exit::USAGE
+}
+
+/// Writes admin output; a closed pipe (`sshjit list | head`) is not an error.
+pub fn print(text: &str) -> u8 {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
+        Err(_) => exit::INTERNAL,
+    }
+}
+
+/// Writes a diagnostic for a person at a terminal.
+pub fn eprint(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}

@@ -1,0 +1,244 @@
+//! The optional configuration file (`/etc/sshjit/sshjit.toml`, TOML).
+//! A missing default file means defaults; unknown keys are an error;
+//! command-line flags override it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::HostName;
+use crate::render::ExpiryStyle;
+use crate::source::file::{self, FileError};
+use crate::source::{DEFAULT_POLICY, Source};
+use crate::time::parse_duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/sshjit/sshjit.toml";
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The deadline may not be set above this: sshd itself gives up at
+/// LoginGraceTime (120 s by default).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// The settings in force for one invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Sources in failover order (never empty).
+    pub sources: Vec<Source>,
+    pub host: Option<HostName<'static>>,
+    /// One deadline for the whole invocation.
+    pub timeout: Duration,
+    pub expiry_time: ExpiryStyle,
+    pub syslog_socket: PathBuf,
+    /// Longest grant the admin commands give without `--force`.
+    pub max_grant: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sources: vec![Source::File(PathBuf::from(DEFAULT_POLICY))],
+            host: None,
+            timeout: DEFAULT_TIMEOUT,
+            expiry_time: ExpiryStyle::default(),
+            syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
+            max_grant: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug)]
+pub enum ConfigError {
+    File(FileError),
+    Syntax {
+        path: PathBuf,
+        message: String,
+    },
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::File(e) => write!(f, "config: {e}"),
+            ConfigError::Syntax { path, message } => {
+                write!(f, "config {}: {}", path.display(), message.trim_end())
+            }
+            ConfigError::Value { path, key, message } => {
+                write!(f, "config {}: {key}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    source: Option<OneOrMany>,
+    host: Option<String>,
+    timeout: Option<String>,
+    expiry_time: Option<String>,
+    syslog_socket: Option<PathBuf>,
+    max_grant: Option<String>,
+}
+
+/// Loads the config: `explicit` must exist; the default path may be absent.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG));
+    match file::read_secure(path, MAX_CONFIG_BYTES) {
+        Ok(bytes) => parse(path, &bytes),
+        Err(FileError::NotFound(_)) if explicit.is_none() => Ok(Config::default()),
+        Err(e) => Err(ConfigError::File(e)),
+    }
+}
+
+/// Parses config text; `path` is only for messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| syntax("not UTF-8".into()))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    let value = |key: &'static str, message: String| ConfigError::Value {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    let mut config = Config::default();
+    if let Some(source) = raw.source {
+        let list = match source {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if list.is_empty() || list.len() > 8 {
+            return Err(value("source", "give one to eight sources".into()));
+        }
+        config.sources = list
+            .iter()
+            .map(|s| {
+                let src = Source::parse(s).map_err(|m| value("source", m))?;
+                match &src {
+                    Source::File(p) if !p.is_absolute() => Err(value(
+                        "source",
+                        format!("{s:?} must be an absolute path (sshd runs the helper in /)"),
+                    )),
+                    _ => Ok(src),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(host) = raw.host {
+        config.host = Some(
+            HostName::new(host)
+                .map_err(|e| value("host", e.to_string()))?
+                .into_owned(),
+        );
+    }
+    if let Some(t) = raw.timeout {
+        let d = parse_duration(&t).map_err(|e| value("timeout", e.to_string()))?;
+        if d.is_zero() || d > MAX_TIMEOUT {
+            return Err(value("timeout", "must be between 1s and 30s".into()));
+        }
+        config.timeout = d;
+    }
+    if let Some(e) = raw.expiry_time {
+        config.expiry_time = ExpiryStyle::parse(&e).ok_or_else(|| {
+            value(
+                "expiry_time",
+                format!("{e:?}: expected \"local\" or \"utc\""),
+            )
+        })?;
+    }
+    if let Some(s) = raw.syslog_socket {
+        if !s.is_absolute() {
+            return Err(value("syslog_socket", "must be an absolute path".into()));
+        }
+        config.syslog_socket = s;
+    }
+    if let Some(m) = raw.max_grant {
+        config.max_grant = parse_duration(&m).map_err(|e| value("max_grant", e.to_string()))?;
+        if config.max_grant.is_zero() {
+            return Err(value("max_grant", "must be longer than 0s".into()));
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/sshjit/sshjit.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn empty_is_defaults() {
+        assert_eq!(p("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let c = p(r#"
+            source = ["/etc/sshjit/a.json", "/etc/sshjit/b.json"]
+            host = "web-1"
+            timeout = "1500ms"
+        "#);
+        assert!(c.is_err(), "ms is not a unit");
+        let c = p(r#"
+            source = ["/etc/sshjit/a.json", "/etc/sshjit/b.json"]
+            host = "web-1"
+            timeout = "3s"
+            expiry_time = "utc"
+            syslog_socket = "/run/systemd/journal/dev-log"
+            max_grant = "8h"
+        "#)
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.host.unwrap().as_str(), "web-1");
+        assert_eq!(c.timeout, Duration::from_secs(3));
+        assert_eq!(c.expiry_time, ExpiryStyle::Utc);
+        assert_eq!(c.max_grant, Duration::from_secs(8 * 3600));
+        let one = p(r#"source = "/srv/policy.json""#).unwrap();
+        assert_eq!(one.sources, vec![Source::File("/srv/policy.json".into())]);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        for bad in [
+            "sauce = \"/x\"",
+            "source = \"relative.json\"",
+            "source = []",
+            "source = \"ftp://x/y\"",
+            "host = \"a b\"",
+            "timeout = \"0s\"",
+            "timeout = \"5m\"",
+            "timeout = 2",
+            "expiry_time = \"gmt\"",
+            "syslog_socket = \"dev/log\"",
+            "[section]\nsource = \"/x\"",
+            "source = \"/x\"\nsource = \"/y\"",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+        let msg = p("sauce = \"/x\"").unwrap_err().to_string();
+        assert!(msg.contains("unknown field `sauce`"), "{msg}");
+    }
+}

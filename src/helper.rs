@@ -1,0 +1,324 @@
+//! The login path: `sshjit keys` and `sshjit principals`, run by sshd.
+//! Glue around `policy::evaluate`: read the source, decide, print, log one
+//! line. Every error denies: nothing on stdout, a non-zero exit, one log
+//! line saying why.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::audit::{Line, Severity, Syslog};
+use crate::config::{self, Config, ConfigError};
+use crate::policy::{
+    Decision, Denial, Fingerprint, HostName, KeyId, Mode, Policy, PolicyError, Request, Username,
+    evaluate, types::parse_serial,
+};
+use crate::render::{self, RenderError};
+use crate::source::{self, SourceError};
+use crate::system;
+use crate::time::Timestamp;
+use crate::{Globals, exit};
+
+/// Which question sshd asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeKind {
+    Keys,
+    Principals,
+}
+
+impl ModeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeKind::Keys => "keys",
+            ModeKind::Principals => "principals",
+        }
+    }
+}
+
+/// The login-path arguments exactly as sshd passed them (unchecked).
+#[derive(Clone, Debug)]
+pub struct LoginArgs {
+    pub mode: ModeKind,
+    pub user: String,
+    pub fingerprint: Option<String>,
+    pub key_id: Option<String>,
+    pub serial: Option<String>,
+}
+
+/// Why a login-path call denied by error.
+#[derive(Debug)]
+pub enum LoginError {
+    Argument(String),
+    Config(ConfigError),
+    Host(String),
+    Source(SourceError),
+    Policy { origin: String, error: PolicyError },
+    Render(RenderError),
+    Output(io::Error),
+}
+
+impl LoginError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoginError::Argument(_) => exit::USAGE,
+            LoginError::Output(_) => exit::INTERNAL,
+            _ => exit::DENIED,
+        }
+    }
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginError::Argument(m) => write!(f, "bad argument: {m}"),
+            LoginError::Config(e) => e.fmt(f),
+            LoginError::Host(m) => write!(f, "host name: {m}"),
+            LoginError::Source(e) => write!(f, "policy source: {e}"),
+            LoginError::Policy { origin, error } => write!(f, "policy {origin}: {error}"),
+            LoginError::Render(e) => write!(f, "render: {e}"),
+            LoginError::Output(e) => write!(f, "writing to sshd: {e}"),
+        }
+    }
+}
+
+/// Runs one login-path call; returns the exit status.
+pub fn run(globals: &Globals, args: &LoginArgs, started: Instant) -> u8 {
+    let mut line = Line::new();
+    line.field("mode", args.mode.as_str());
+    line.field("user", &args.user);
+    line.field_opt("fp", args.fingerprint.as_deref());
+    line.field_opt("key_id", args.key_id.as_deref());
+    line.field_opt("cert_serial", args.serial.as_deref());
+
+    // The syslog socket comes from the config; until it is read, the default.
+    let mut syslog = Syslog::new(config::DEFAULT_SYSLOG_SOCKET);
+    let watchdog = match Watchdog::arm(
+        config::DEFAULT_TIMEOUT,
+        syslog.clone(),
+        line.clone(),
+        started,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            // Without a deadline the call could hang a login: deny.
+            line.field("outcome", "error")
+                .field("error", &format!("cannot start the deadline thread: {e}"));
+            syslog.log(Severity::Err, line.as_str());
+            return exit::INTERNAL;
+        }
+    };
+    let result = decide(globals, args, &mut line, &mut syslog, &watchdog);
+    let (severity, code) = match &result {
+        Ok(severity) => (*severity, exit::OK),
+        Err(e) => {
+            line.field("outcome", "error")
+                .field("error", &e.to_string());
+            (Severity::Err, e.exit_code())
+        }
+    };
+    line.field("latency_us", &started.elapsed().as_micros().to_string());
+    if watchdog.disarm() {
+        syslog.log(severity, line.as_str());
+    }
+    code
+}
+
+fn decide(
+    globals: &Globals,
+    args: &LoginArgs,
+    line: &mut Line,
+    syslog: &mut Syslog,
+    watchdog: &Watchdog,
+) -> Result<Severity, LoginError> {
+    let user =
+        Username::new(args.user.as_str()).map_err(|e| LoginError::Argument(e.to_string()))?;
+    let offered = args
+        .fingerprint
+        .as_deref()
+        .map(Fingerprint::parse)
+        .transpose()
+        .map_err(|e| LoginError::Argument(e.to_string()))?;
+    // sshd expands %i to an empty string for a certificate without a key ID.
+    let key_id = match args.key_id.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(KeyId::new(k).map_err(|e| LoginError::Argument(e.to_string()))?),
+    };
+    let serial = args
+        .serial
+        .as_deref()
+        .map(parse_serial)
+        .transpose()
+        .map_err(|e| LoginError::Argument(e.to_string()))?;
+    let mode = match args.mode {
+        ModeKind::Keys => {
+            if key_id.is_some() || serial.is_some() {
+                return Err(LoginError::Argument(
+                    "--key-id and --serial belong to the principals mode".into(),
+                ));
+            }
+            Mode::Keys { offered }
+        }
+        ModeKind::Principals => Mode::Principals {
+            key_id: key_id.as_ref(),
+            serial,
+            fingerprint: offered,
+        },
+    };
+
+    let config = config::load(globals.config.as_deref()).map_err(LoginError::Config)?;
+    *syslog = Syslog::new(&config.syslog_socket);
+    watchdog.update(config.timeout, syslog.clone());
+    let host = host_name(globals, &config)?;
+    line.field("host", host.as_str());
+
+    let sources = crate::sources(globals, &config).map_err(LoginError::Argument)?;
+    let doc = source::fetch(&sources).map_err(LoginError::Source)?;
+    line.field("source", &doc.origin);
+    let policy = Policy::parse(&doc.bytes).map_err(|error| LoginError::Policy {
+        origin: doc.origin.clone(),
+        error,
+    })?;
+    if let Some(s) = policy.serial {
+        line.field("policy_serial", &s.to_string());
+    }
+    if policy.frozen {
+        line.field("frozen", "true");
+    }
+
+    let req = Request {
+        user: &user,
+        host: &host,
+        mode,
+    };
+    let now = Timestamp::now();
+    let valid = match evaluate(&policy, &req, now) {
+        Decision::Allow(valid) => valid,
+        Decision::Deny(denial) => {
+            line.field("outcome", "none");
+            match denial {
+                Denial::NoValidGrant => line.field("reason", "no-valid-grant"),
+                Denial::CertificateRevoked { revocation } => line
+                    .field("reason", "certificate-revoked")
+                    .field("revocation", &revocation.to_string()),
+            };
+            return Ok(Severity::Notice);
+        }
+    };
+    let rendered = render::render(&valid, config.expiry_time).map_err(LoginError::Render)?;
+    let matched: Vec<&str> = rendered
+        .lines
+        .iter()
+        .flatten()
+        .map(|id| id.as_str())
+        .collect();
+    line.field("matched", &matched.join(","));
+    line.field("lines", &rendered.lines.len().to_string());
+    let break_glass: Vec<&str> = valid
+        .iter()
+        .filter(|g| g.break_glass)
+        .map(|g| g.id.as_str())
+        .collect();
+    if !break_glass.is_empty() {
+        line.field("break_glass", &break_glass.join(","));
+    }
+    // Past the deadline nothing may be printed: the watchdog has already
+    // denied and is exiting.
+    if !watchdog.still_running() {
+        return Err(LoginError::Output(io::Error::other("deadline passed")));
+    }
+    write_all_to_stdout(&rendered.text).map_err(LoginError::Output)?;
+    line.field("outcome", "allow");
+    Ok(if break_glass.is_empty() {
+        Severity::Info
+    } else {
+        Severity::Alert
+    })
+}
+
+fn host_name(globals: &Globals, config: &Config) -> Result<HostName<'static>, LoginError> {
+    if let Some(h) = &globals.host {
+        return HostName::new(h.clone()).map_err(|e| LoginError::Argument(e.to_string()));
+    }
+    if let Some(h) = &config.host {
+        return Ok(h.clone());
+    }
+    let name = system::hostname().map_err(|e| LoginError::Host(e.to_string()))?;
+    HostName::new(name).map_err(|e| LoginError::Host(e.to_string()))
+}
+
+/// One write of the whole answer; a closed pipe is an error, not a panic.
+fn write_all_to_stdout(bytes: &[u8]) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Denies from a second thread when the call overruns its deadline: logs
+/// one line and exits non-zero, so sshd discards anything printed.
+struct Watchdog {
+    /// True until the main thread claims the outcome or the watchdog fires.
+    running: Arc<AtomicBool>,
+    /// The deadline and where to log, both updated once the config is read.
+    state: Arc<Mutex<(Instant, Syslog)>>,
+    started: Instant,
+}
+
+impl Watchdog {
+    fn arm(timeout: Duration, syslog: Syslog, line: Line, started: Instant) -> io::Result<Self> {
+        let running = Arc::new(AtomicBool::new(true));
+        let state = Arc::new(Mutex::new((started + timeout, syslog)));
+        let (r, s) = (Arc::clone(&running), Arc::clone(&state));
+        std::thread::Builder::new()
+            .name("deadline".into())
+            .spawn(move || Watchdog::watch(&r, &s, line, started))?;
+        Ok(Watchdog {
+            running,
+            state,
+            started,
+        })
+    }
+
+    fn watch(
+        running: &AtomicBool,
+        state: &Mutex<(Instant, Syslog)>,
+        mut line: Line,
+        started: Instant,
+    ) {
+        loop {
+            let deadline = state.lock().map_or_else(|_| Instant::now(), |s| s.0);
+            let now = Instant::now();
+            if now < deadline {
+                std::thread::sleep(deadline - now);
+                continue;
+            }
+            if running.swap(false, Ordering::SeqCst) {
+                line.field("outcome", "error")
+                    .field("error", "deadline exceeded")
+                    .field("latency_us", &started.elapsed().as_micros().to_string());
+                if let Ok(s) = state.lock() {
+                    s.1.log(Severity::Err, line.as_str());
+                }
+                std::process::exit(i32::from(exit::INTERNAL));
+            }
+            return;
+        }
+    }
+
+    fn update(&self, timeout: Duration, syslog: Syslog) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = (self.started + timeout, syslog);
+        }
+    }
+
+    fn still_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Claims the outcome for the main thread; false if the watchdog already fired.
+    fn disarm(&self) -> bool {
+        self.running.swap(false, Ordering::SeqCst)
+    }
+}

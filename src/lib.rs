@@ -1,0 +1,54 @@
+//! sshjit: just-in-time, time-bound, revocable SSH access for stock OpenSSH.
+//!
+//! sshd runs `sshjit keys` / `sshjit principals` on every login; they read
+//! the policy, keep only what is valid right now and print it. The modules
+//! follow that flow: `source` (bytes) → `policy` (validated model, pure
+//! evaluation) → `render` (sshd's lines) → `audit` (one log line), with
+//! `helper` gluing them for the login path and `admin` holding the
+//! read-only admin aids. Only `system` may use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod helper;
+pub mod policy;
+pub mod render;
+pub mod source;
+pub mod system;
+pub mod time;
+
+use std::path::PathBuf;
+
+use config::Config;
+use source::Source;
+
+/// Exit statuses, the same for every command.
+pub mod exit {
+    /// Success (for `keys`/`principals`: evaluated, whether or not anything was printed).
+    pub const OK: u8 = 0;
+    /// Denied or refused: the config, the source or the policy could not be
+    /// read or validated (`check`: the document is invalid).
+    pub const DENIED: u8 = 1;
+    /// Bad command line or argument.
+    pub const USAGE: u8 = 2;
+    /// Internal failure: output could not be written, deadline exceeded.
+    pub const INTERNAL: u8 = 3;
+}
+
+/// Options valid before or after any subcommand.
+#[derive(Clone, Debug, Default)]
+pub struct Globals {
+    pub config: Option<PathBuf>,
+    pub policy: Option<String>,
+    pub host: Option<String>,
+}
+
+/// The sources to read: `--policy` when given, else the config's.
+pub fn sources(globals: &Globals, config: &Config) -> Result<Vec<Source>, String> {
+    match &globals.policy {
+        Some(p) => Ok(vec![Source::parse(p)?]),
+        None => Ok(config.sources.clone()),
+    }
+}

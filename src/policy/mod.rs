@@ -1,0 +1,506 @@
+//! The policy document (version 1): model, parsing and validation. Pure: no
+//! I/O and no clock. A document is accepted whole or not at all.
+
+pub mod evaluate;
+pub mod key;
+pub mod types;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use evaluate::{Decision, Denial, Mode, Refusal, Request, evaluate};
+pub use key::AuthorizedKey;
+pub use types::{
+    Actor, Command, Fingerprint, FromPattern, GrantId, HostName, HostPattern, InvalidValue, KeyId,
+    Principal, Reason, Username,
+};
+
+use crate::time::Timestamp;
+
+/// Largest policy document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+/// Most grants in one document.
+pub const MAX_GRANTS: usize = 1_000_000;
+/// Most revocations in one document.
+pub const MAX_REVOCATIONS: usize = 1_000_000;
+/// Most `hosts` globs in one grant.
+pub const MAX_HOSTS: usize = 256;
+/// Most `from` patterns in one grant.
+pub const MAX_FROM: usize = 64;
+
+/// A validated policy document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Policy<'a> {
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    pub frozen: bool,
+    pub grants: Vec<Grant<'a>>,
+    pub revocations: Vec<Revocation<'a>>,
+}
+
+/// What a grant lets in: a public key, or a certificate principal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject<'a> {
+    Key(AuthorizedKey<'a>),
+    Principal(Principal<'a>),
+}
+
+/// One time-bound grant of access.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Grant<'a> {
+    pub id: GrantId<'a>,
+    pub user: Username<'a>,
+    #[serde(flatten)]
+    pub subject: Subject<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostPattern<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    pub expires_at: Timestamp,
+    pub reason: Reason<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<Actor<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<FromPattern<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub restrict: bool,
+}
+
+/// What a revocation names. A revocation always wins over a grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target<'a> {
+    Grant(GrantId<'a>),
+    Fingerprint(Fingerprint),
+    User(Username<'a>),
+    Principal(Principal<'a>),
+    KeyId(KeyId<'a>),
+    Serial(u64),
+}
+
+/// One revocation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Revocation<'a> {
+    #[serde(flatten)]
+    pub target: Target<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<Actor<'a>>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a document was refused, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// 1-based line and column in the document, when known.
+    pub position: Option<(usize, usize)>,
+    /// Which entry, when known (`grants[3] (id "g-1")`).
+    pub entry: Option<String>,
+    pub message: String,
+}
+
+impl PolicyError {
+    fn entry(entry: String, message: impl Into<String>) -> Self {
+        PolicyError {
+            position: None,
+            entry: Some(entry),
+            message: message.into(),
+        }
+    }
+
+    fn document(message: impl Into<String>) -> Self {
+        PolicyError {
+            position: None,
+            entry: None,
+            message: message.into(),
+        }
+    }
+
+    /// What to do about it, for `sshjit check`.
+    pub fn hint(&self) -> Option<&'static str> {
+        let m = self.message.as_str();
+        Some(if m.starts_with("unknown field") {
+            "remove or correct that field: unknown fields are refused so a misspelt revocation is never ignored"
+        } else if m.contains("missing field `expires_at`") {
+            "every grant needs an end: add \"expires_at\": \"2026-11-21T18:00:00Z\""
+        } else if m.contains("missing field `reason`") {
+            "every grant needs a reason: add \"reason\": \"INC-1234 ...\""
+        } else if m.starts_with("missing field") {
+            "add the missing field; see the policy format in the README"
+        } else if m.starts_with("duplicate field") {
+            "a field appears twice in one object: keep one"
+        } else if m.contains("has no zone") {
+            "end the time with Z (UTC) or an offset such as +01:00"
+        } else if m.contains("authorized_keys options") {
+            "write from=, command= and restrict as the grant's \"from\", \"command\" and \"restrict\" fields"
+        } else if m.contains("exactly one of") {
+            "split the entry in two, one selector each"
+        } else if m.starts_with("duplicate grant id") {
+            "give each grant its own id"
+        } else if m.starts_with("EOF")
+            || m.starts_with("expected")
+            || m.starts_with("trailing")
+            || m.starts_with("key must be")
+            || m.starts_with("control character")
+            || m.starts_with("invalid escape")
+        {
+            "the document is not valid JSON near this position; `python3 -m json.tool FILE` shows the first syntax error"
+        } else {
+            return None;
+        })
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, column)) = self.position {
+            write!(f, "line {line} column {column}: ")?;
+        }
+        if let Some(entry) = &self.entry {
+            write!(f, "{entry}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl From<serde_json::Error> for PolicyError {
+    fn from(e: serde_json::Error) -> Self {
+        // serde_json appends " at line L column C"; keep the message bare.
+        let full = e.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(i) if e.line() > 0 => full[..i].to_owned(),
+            _ => full,
+        };
+        PolicyError {
+            position: (e.line() > 0).then_some((e.line(), e.column())),
+            entry: None,
+            message,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy<'a> {
+    version: u32,
+    #[serde(default)]
+    serial: Option<u64>,
+    #[serde(default)]
+    frozen: bool,
+    #[serde(borrow, default)]
+    grants: Vec<Grant<'a>>,
+    #[serde(borrow, default)]
+    revocations: Vec<Revocation<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant<'a> {
+    #[serde(borrow)]
+    id: GrantId<'a>,
+    #[serde(borrow)]
+    user: Username<'a>,
+    #[serde(borrow, default)]
+    key: Option<AuthorizedKey<'a>>,
+    #[serde(borrow, default)]
+    principal: Option<Principal<'a>>,
+    #[serde(borrow, default)]
+    hosts: Vec<HostPattern<'a>>,
+    #[serde(default)]
+    not_before: Option<Timestamp>,
+    expires_at: Timestamp,
+    #[serde(borrow)]
+    reason: Reason<'a>,
+    #[serde(borrow, default)]
+    granted_by: Option<Actor<'a>>,
+    #[serde(default)]
+    break_glass: bool,
+    #[serde(borrow, default)]
+    from: Vec<FromPattern<'a>>,
+    #[serde(borrow, default)]
+    command: Option<Command<'a>>,
+    #[serde(default)]
+    restrict: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation<'a> {
+    #[serde(borrow, default)]
+    grant: Option<GrantId<'a>>,
+    #[serde(default)]
+    fingerprint: Option<Fingerprint>,
+    #[serde(borrow, default)]
+    user: Option<Username<'a>>,
+    #[serde(borrow, default)]
+    principal: Option<Principal<'a>>,
+    #[serde(borrow, default)]
+    key_id: Option<KeyId<'a>>,
+    #[serde(default)]
+    serial: Option<u64>,
+    #[serde(borrow, default)]
+    reason: Option<Reason<'a>>,
+    #[serde(default)]
+    revoked_at: Option<Timestamp>,
+    #[serde(borrow, default)]
+    revoked_by: Option<Actor<'a>>,
+}
+
+impl<'a> Grant<'a> {
+    fn from_raw(raw: RawGrant<'a>) -> Result<Self, String> {
+        let id = raw.id;
+        let fail = |m: &str| {
+            Err(format!(
+                "grant {}: {m}",
+                types::quote_for_display(id.as_str(), 64)
+            ))
+        };
+        let subject = match (raw.key, raw.principal) {
+            (Some(k), None) => Subject::Key(k),
+            (None, Some(p)) => Subject::Principal(p),
+            _ => return fail("needs exactly one of \"key\" or \"principal\""),
+        };
+        if let Some(nb) = raw.not_before {
+            if nb >= raw.expires_at {
+                return fail("\"not_before\" must be earlier than \"expires_at\"");
+            }
+        }
+        if raw.hosts.len() > MAX_HOSTS {
+            return fail("has more than 256 \"hosts\" patterns");
+        }
+        if raw.from.len() > MAX_FROM {
+            return fail("has more than 64 \"from\" patterns");
+        }
+        Ok(Grant {
+            id,
+            user: raw.user,
+            subject,
+            hosts: raw.hosts,
+            not_before: raw.not_before,
+            expires_at: raw.expires_at,
+            reason: raw.reason,
+            granted_by: raw.granted_by,
+            break_glass: raw.break_glass,
+            from: raw.from,
+            command: raw.command,
+            restrict: raw.restrict,
+        })
+    }
+
+    pub fn key(&self) -> Option<&AuthorizedKey<'a>> {
+        match &self.subject {
+            Subject::Key(k) => Some(k),
+            Subject::Principal(_) => None,
+        }
+    }
+
+    pub fn principal(&self) -> Option<&Principal<'a>> {
+        match &self.subject {
+            Subject::Principal(p) => Some(p),
+            Subject::Key(_) => None,
+        }
+    }
+
+    pub fn into_owned(self) -> Grant<'static> {
+        Grant {
+            id: self.id.into_owned(),
+            user: self.user.into_owned(),
+            subject: match self.subject {
+                Subject::Key(k) => Subject::Key(k.into_owned()),
+                Subject::Principal(p) => Subject::Principal(p.into_owned()),
+            },
+            hosts: self
+                .hosts
+                .into_iter()
+                .map(HostPattern::into_owned)
+                .collect(),
+            not_before: self.not_before,
+            expires_at: self.expires_at,
+            reason: self.reason.into_owned(),
+            granted_by: self.granted_by.map(Actor::into_owned),
+            break_glass: self.break_glass,
+            from: self.from.into_iter().map(FromPattern::into_owned).collect(),
+            command: self.command.map(Command::into_owned),
+            restrict: self.restrict,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Grant<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Grant::from_raw(RawGrant::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a> Revocation<'a> {
+    fn from_raw(raw: RawRevocation<'a>) -> Result<Self, &'static str> {
+        let mut targets = [
+            raw.grant.map(Target::Grant),
+            raw.fingerprint.map(Target::Fingerprint),
+            raw.user.map(Target::User),
+            raw.principal.map(Target::Principal),
+            raw.key_id.map(Target::KeyId),
+            raw.serial.map(Target::Serial),
+        ]
+        .into_iter()
+        .flatten();
+        let (Some(target), None) = (targets.next(), targets.next()) else {
+            return Err(
+                "a revocation needs exactly one of \"grant\", \"fingerprint\", \"user\", \"principal\", \"key_id\" or \"serial\"",
+            );
+        };
+        Ok(Revocation {
+            target,
+            reason: raw.reason,
+            revoked_at: raw.revoked_at,
+            revoked_by: raw.revoked_by,
+        })
+    }
+
+    pub fn into_owned(self) -> Revocation<'static> {
+        Revocation {
+            target: match self.target {
+                Target::Grant(g) => Target::Grant(g.into_owned()),
+                Target::Fingerprint(f) => Target::Fingerprint(f),
+                Target::User(u) => Target::User(u.into_owned()),
+                Target::Principal(p) => Target::Principal(p.into_owned()),
+                Target::KeyId(k) => Target::KeyId(k.into_owned()),
+                Target::Serial(s) => Target::Serial(s),
+            },
+            reason: self.reason.map(Reason::into_owned),
+            revoked_at: self.revoked_at,
+            revoked_by: self.revoked_by.map(Actor::into_owned),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Revocation<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Revocation::from_raw(RawRevocation::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Grant(g) => write!(f, "grant {g}"),
+            Target::Fingerprint(fp) => write!(f, "fingerprint {fp}"),
+            Target::User(u) => write!(f, "user {u}"),
+            Target::Principal(p) => write!(f, "principal {p}"),
+            Target::KeyId(k) => write!(f, "key_id {}", types::quote_for_display(k.as_str(), 64)),
+            Target::Serial(s) => write!(f, "serial {s}"),
+        }
+    }
+}
+
+impl<'a> Policy<'a> {
+    /// Parses and validates a whole document. Any error refuses all of it.
+    pub fn parse(document: &'a [u8]) -> Result<Self, PolicyError> {
+        if document.len() > MAX_DOCUMENT_BYTES {
+            return Err(PolicyError::document(format!(
+                "document is larger than {} bytes",
+                MAX_DOCUMENT_BYTES
+            )));
+        }
+        let raw: RawPolicy<'a> = serde_json::from_slice(document)?;
+        if raw.version != 1 {
+            return Err(PolicyError::document(format!(
+                "unsupported version {} (this sshjit reads version 1)",
+                raw.version
+            )));
+        }
+        if raw.grants.len() > MAX_GRANTS {
+            return Err(PolicyError::document(format!(
+                "more than {MAX_GRANTS} grants"
+            )));
+        }
+        if raw.revocations.len() > MAX_REVOCATIONS {
+            return Err(PolicyError::document(format!(
+                "more than {MAX_REVOCATIONS} revocations"
+            )));
+        }
+        let policy = Policy {
+            version: 1,
+            serial: raw.serial,
+            frozen: raw.frozen,
+            grants: raw.grants,
+            revocations: raw.revocations,
+        };
+        policy.check_unique_ids()?;
+        Ok(policy)
+    }
+
+    fn check_unique_ids(&self) -> Result<(), PolicyError> {
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(self.grants.len());
+        for (i, g) in self.grants.iter().enumerate() {
+            if let Some(first) = seen.insert(g.id.as_str(), i) {
+                return Err(PolicyError::entry(
+                    format!("grants[{i}]"),
+                    format!(
+                        "duplicate grant id {} (first used by grants[{first}])",
+                        types::quote_for_display(g.id.as_str(), 64)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An empty, valid document.
+    pub fn empty() -> Policy<'static> {
+        Policy {
+            version: 1,
+            serial: None,
+            frozen: false,
+            grants: Vec::new(),
+            revocations: Vec::new(),
+        }
+    }
+
+    pub fn into_owned(self) -> Policy<'static> {
+        Policy {
+            version: self.version,
+            serial: self.serial,
+            frozen: self.frozen,
+            grants: self.grants.into_iter().map(Grant::into_owned).collect(),
+            revocations: self
+                .revocations
+                .into_iter()
+                .map(Revocation::into_owned)
+                .collect(),
+        }
+    }
+
+    /// The document as pretty JSON with a final newline, re-validated:
+    /// what is written is always something `parse` accepts.
+    pub fn to_document(&self) -> Result<Vec<u8>, PolicyError> {
+        let mut out =
+            serde_json::to_vec_pretty(self).map_err(|e| PolicyError::document(e.to_string()))?;
+        out.push(b'\n');
+        Policy::parse(&out)?;
+        Ok(out)
+    }
+
+    pub fn grant(&self, id: &str) -> Option<&Grant<'a>> {
+        self.grants.iter().find(|g| g.id.as_str() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Writes what sshd reads: authorized_keys lines for `keys`, principals
+//! lines for `principals`. Options are written here, by our own rules,
+//! because sshd's option grammar is the only one that counts.
+
+use std::fmt;
+
+use crate::policy::{Grant, GrantId, Subject};
+use crate::system;
+use crate::time::{Civil, Timestamp};
+
+/// How `expiry-time` is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExpiryStyle {
+    /// `YYYYMMDDHHMMSSZ`: UTC, unambiguous; needs OpenSSH 9.1 or later.
+    Utc,
+    /// `YYYYMMDDHHMMSS` in this host's zone, written so that sshd's own
+    /// parse (mktime with tm_isdst = 0) gives back the same instant;
+    /// accepted by every OpenSSH that has `expiry-time`.
+    #[default]
+    Local,
+}
+
+impl ExpiryStyle {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "utc" => Some(ExpiryStyle::Utc),
+            "local" => Some(ExpiryStyle::Local),
+            _ => None,
+        }
+    }
+}
+
+/// The expiry could not be written in the chosen style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError(pub String);
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+/// The output for sshd, and which grants stand behind each line.
+#[derive(Debug, Default)]
+pub struct Rendered<'p, 'a> {
+    pub text: Vec<u8>,
+    /// One entry per printed line: the grants it stands for.
+    pub lines: Vec<Vec<&'p GrantId<'a>>>,
+}
+
+/// One output line before the expiry is written: lines with the same
+/// subject and options are merged, keeping the latest expiry.
+struct Entry<'p, 'a> {
+    grant: &'p Grant<'a>,
+    expires_at: Timestamp,
+    ids: Vec<&'p GrantId<'a>>,
+}
+
+/// Renders the valid grants, one line per distinct (subject, options),
+/// in document order.
+pub fn render<'p, 'a>(
+    valid: &[&'p Grant<'a>],
+    style: ExpiryStyle,
+) -> Result<Rendered<'p, 'a>, RenderError> {
+    let mut entries: Vec<Entry<'p, 'a>> = Vec::with_capacity(valid.len());
+    for &g in valid {
+        match entries.iter_mut().find(|e| same_line(e.grant, g)) {
+            Some(e) => {
+                e.expires_at = e.expires_at.max(g.expires_at);
+                e.ids.push(&g.id);
+            }
+            None => entries.push(Entry {
+                grant: g,
+                expires_at: g.expires_at,
+                ids: vec![&g.id],
+            }),
+        }
+    }
+    let mut out = Rendered {
+        text: Vec::with_capacity(entries.len() * 160),
+        lines: Vec::with_capacity(entries.len()),
+    };
+    for e in entries {
+        write_line(&mut out.text, e.grant, e.expires_at, style)?;
+        out.lines.push(e.ids);
+    }
+    Ok(out)
+}
+
+fn same_line(a: &Grant<'_>, b: &Grant<'_>) -> bool {
+    let subject = match (&a.subject, &b.subject) {
+        (Subject::Key(x), Subject::Key(y)) => x.same_key(y),
+        (Subject::Principal(x), Subject::Principal(y)) => x == y,
+        _ => false,
+    };
+    subject && a.from == b.from && a.command == b.command && a.restrict == b.restrict
+}
+
+fn write_line(
+    out: &mut Vec<u8>,
+    g: &Grant<'_>,
+    expires_at: Timestamp,
+    style: ExpiryStyle,
+) -> Result<(), RenderError> {
+    out.extend_from_slice(b"expiry-time=\"");
+    out.extend_from_slice(expiry_value(expires_at, style)?.as_bytes());
+    out.push(b'"');
+    if !g.from.is_empty() {
+        out.extend_from_slice(b",from=\"");
+        for (i, p) in g.from.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(p.as_str().as_bytes());
+        }
+        out.push(b'"');
+    }
+    if let Some(cmd) = &g.command {
+        out.extend_from_slice(b",command=\"");
+        write_quoted_body(out, cmd.as_str());
+        out.push(b'"');
+    }
+    if g.restrict {
+        out.extend_from_slice(b",restrict");
+    }
+    out.push(b' ');
+    match &g.subject {
+        Subject::Key(k) => {
+            out.extend_from_slice(k.key_type().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(k.base64().as_bytes());
+            if !k.comment().is_empty() {
+                out.push(b' ');
+                out.extend_from_slice(k.comment().as_bytes());
+            }
+        }
+        Subject::Principal(p) => out.extend_from_slice(p.as_str().as_bytes()),
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+/// The body of a quoted option value: sshd's opt_dequote turns `\"` into `"`
+/// and keeps every other byte, so only `"` needs escaping. A value ending in
+/// `\` cannot be written; validation refuses such commands.
+pub fn write_quoted_body(out: &mut Vec<u8>, value: &str) {
+    for &b in value.as_bytes() {
+        if b == b'"' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+}
+
+/// The `expiry-time` value for a grant ending at `expires_at`.
+///
+/// sshd accepts a key while `now <= expiry-time` with `now` in whole seconds,
+/// so the last second it may accept is the one before `expires_at` starts:
+/// we write `floor(expires_at) - 1s`, and sshd's window never outlasts ours.
+pub fn expiry_value(expires_at: Timestamp, style: ExpiryStyle) -> Result<String, RenderError> {
+    let last = expires_at.unix_seconds() - 1;
+    match style {
+        ExpiryStyle::Utc => {
+            let mut s = Timestamp::from_unix(last, 0).to_civil().compact();
+            s.push('Z');
+            Ok(s)
+        }
+        ExpiryStyle::Local => system::sshd_local_time(last)
+            .as_ref()
+            .map(Civil::compact)
+            .ok_or_else(|| {
+                RenderError(format!(
+                    "cannot write expiry {} in this host's local time",
+                    expires_at
+                ))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

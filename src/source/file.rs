@@ -1,0 +1,169 @@
+//! Secure open of a local file that decides access (the policy, the config):
+//! a regular file owned by root or by us, not writable by group or others,
+//! in directories with the same properties all the way up, symlinks resolved
+//! and both the link's and the target's directories checked.
+
+use std::fmt;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::system;
+
+/// Why a file was not read.
+#[derive(Debug)]
+pub enum FileError {
+    NotFound(PathBuf),
+    /// The file or a directory above it could be changed by someone other
+    /// than root or us.
+    Insecure {
+        path: PathBuf,
+        why: String,
+        fix: String,
+    },
+    NotRegular(PathBuf),
+    TooLarge {
+        path: PathBuf,
+        limit: usize,
+    },
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl FileError {
+    /// Whether another source may be tried instead (the file is simply not there).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, FileError::NotFound(_))
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::NotFound(p) => write!(f, "{}: no such file", p.display()),
+            FileError::Insecure { path, why, fix } => {
+                write!(f, "refusing {}: {why} (fix: {fix})", path.display())
+            }
+            FileError::NotRegular(p) => write!(f, "refusing {}: not a regular file", p.display()),
+            FileError::TooLarge { path, limit } => {
+                write!(f, "refusing {}: larger than {limit} bytes", path.display())
+            }
+            FileError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Reads a whole file after the ownership and permission checks, at most
+/// `limit` bytes.
+pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+    let io_err = |error: io::Error| {
+        if error.kind() == io::ErrorKind::NotFound {
+            FileError::NotFound(path.to_owned())
+        } else {
+            FileError::Io {
+                path: path.to_owned(),
+                error,
+            }
+        }
+    };
+    let absolute = std::path::absolute(path).map_err(io_err)?;
+    let canonical = fs::canonicalize(&absolute).map_err(io_err)?;
+    let me = system::euid();
+    // The directories that hold the name we were given (one of them may
+    // hold a symlink), then those that hold the file itself.
+    if let Some(parent) = absolute.parent() {
+        check_ancestors(parent, me)?;
+    }
+    if let Some(parent) = canonical.parent() {
+        check_ancestors(parent, me)?;
+    }
+    // O_NOFOLLOW: the canonical name has no symlink left, so one appearing
+    // now is a race we refuse. O_NONBLOCK: never hang opening a FIFO.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&canonical)
+        .map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular(path.to_owned()));
+    }
+    check_owner_and_mode(&canonical, &meta, me, false)?;
+    if meta.len() > limit as u64 {
+        return Err(FileError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        });
+    }
+    read_bounded(file, limit).map_err(|e| match e {
+        ReadBoundedError::Io(error) => FileError::Io {
+            path: path.to_owned(),
+            error,
+        },
+        ReadBoundedError::TooLarge => FileError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+    })
+}
+
+enum ReadBoundedError {
+    Io(io::Error),
+    TooLarge,
+}
+
+/// Reads to the end, refusing more than `limit` bytes (the file may grow
+/// after fstat).
+fn read_bounded(file: File, limit: usize) -> Result<Vec<u8>, ReadBoundedError> {
+    let mut buf = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadBoundedError::Io)?;
+    if buf.len() > limit {
+        return Err(ReadBoundedError::TooLarge);
+    }
+    Ok(buf)
+}
+
+/// Every directory from `dir` up to `/` must be owned by root or `me` and
+/// not writable by group or others.
+fn check_ancestors(dir: &Path, me: u32) -> Result<(), FileError> {
+    for d in dir.ancestors() {
+        let meta = fs::metadata(d).map_err(|error| FileError::Io {
+            path: d.to_owned(),
+            error,
+        })?;
+        check_owner_and_mode(d, &meta, me, true)?;
+    }
+    Ok(())
+}
+
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &Metadata,
+    me: u32,
+    is_dir: bool,
+) -> Result<(), FileError> {
+    let what = if is_dir { "directory" } else { "file" };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(FileError::Insecure {
+            path: path.to_owned(),
+            why: format!("{what} is owned by uid {}, not root", meta.uid()),
+            fix: format!("chown root {}", path.display()),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(FileError::Insecure {
+            path: path.to_owned(),
+            why: format!("{what} is writable by group or others (mode {mode:04o})"),
+            fix: format!("chmod go-w {}", path.display()),
+        });
+    }
+    Ok(())
+}

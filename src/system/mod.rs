@@ -1,0 +1,142 @@
+//! Calls into libc that std does not offer: the effective uid, the host
+//! name, and local-time conversion as sshd does it. This is the only module
+//! allowed to use `unsafe`; each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+
+use crate::time::{Civil, civil_to_unix, unix_to_civil};
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The real user id of this process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The login name of a uid from the password database, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the duration of the call: `pwd` and
+    // `result` are locals, `buf` has the length we pass. getpwuid_r writes
+    // only within them.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`,
+    // which is still alive.
+    let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+/// Whether a local account of that name exists.
+pub fn user_exists(name: &str) -> bool {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in `user_name`; `cname` is NUL-terminated and outlives the call.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    rc == 0 && !result.is_null()
+}
+
+fn unsafe_zeroed_passwd() -> libc::passwd {
+    // SAFETY: `passwd` is a plain C struct of integers and pointers, for which
+    // all-zero bytes (null pointers) is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The kernel's host name (gethostname(2)).
+pub fn hostname() -> io::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "host name is not UTF-8"))
+}
+
+/// The calendar fields that sshd reads back as exactly `unix`.
+///
+/// sshd parses a zone-less `expiry-time` by zeroing a `struct tm`, filling
+/// it with strptime and calling mktime: local time with `tm_isdst = 0`, so
+/// in summer time glibc reads the fields as *standard* time. We search for
+/// fields that mktime maps back to `unix` with that same convention and
+/// accept only an exact round trip. Returns `None` when no such fields exist
+/// (the caller then refuses to print the line).
+pub fn sshd_local_time(unix: i64) -> Option<Civil> {
+    let mut offset = local_offset(unix)?;
+    for _ in 0..4 {
+        let fields = unix_to_civil(unix.checked_add(offset)?);
+        let back = mktime_standard(&fields)?;
+        if back == unix {
+            return Some(fields);
+        }
+        offset = offset.checked_add(unix - back)?;
+    }
+    None
+}
+
+/// The offset from UTC, in seconds, in effect at `unix` (localtime_r's tm_gmtoff).
+// time_t and c_long are i64 here but narrower on other targets.
+#[allow(clippy::useless_conversion)]
+fn local_offset(unix: i64) -> Option<i64> {
+    let t: libc::time_t = unix.try_into().ok()?;
+    let mut tm = zeroed_tm();
+    // SAFETY: `t` and `tm` are valid locals; localtime_r is reentrant and
+    // writes only `tm`. It returns null on failure, which we check.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    Some(i64::from(tm.tm_gmtoff))
+}
+
+/// mktime on the fields with `tm_isdst = 0`, as sshd's parse_absolute_time does.
+#[allow(clippy::useless_conversion)]
+fn mktime_standard(c: &Civil) -> Option<i64> {
+    civil_to_unix(c)?;
+    let mut tm = zeroed_tm();
+    tm.tm_year = i32::try_from(c.year - 1900).ok()?;
+    tm.tm_mon = c.month as i32 - 1;
+    tm.tm_mday = c.day as i32;
+    tm.tm_hour = c.hour as i32;
+    tm.tm_min = c.minute as i32;
+    tm.tm_sec = c.second as i32;
+    tm.tm_isdst = 0;
+    // SAFETY: `tm` is a valid, initialised local; mktime reads and normalises it.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 {
+        return None;
+    }
+    Some(i64::from(t))
+}
+
+fn zeroed_tm() -> libc::tm {
+    // SAFETY: `tm` is a plain C struct of integers and (on glibc) a pointer
+    // to the zone name, for which all-zero bytes is a valid value.
+    unsafe { std::mem::zeroed() }
+}

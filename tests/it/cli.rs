@@ -1,0 +1,918 @@
+//! Process-level tests: the built binary, run as sshd runs it, against
+//! policies in temporary directories. Every bad input must deny: a non-zero
+//! exit and nothing on stdout.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Runs `keys USER` against `doc` with logs on stderr.
+fn keys(dir: &TestDir, doc: &Value, user: &str) -> Run {
+    let policy = dir.policy(doc);
+    let config = dir.config("");
+    run(&[
+        "keys",
+        user,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "web-1",
+    ])
+}
+
+fn keys_raw(dir: &TestDir, document: &str, user: &str) -> Run {
+    let policy = dir.write("policy.json", document);
+    let config = dir.config("");
+    run(&[
+        "keys",
+        user,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "web-1",
+    ])
+}
+
+fn b64(key: &str) -> &str {
+    key.split(' ').nth(1).unwrap()
+}
+
+#[test]
+fn prints_valid_keys_with_options() {
+    let dir = TestDir::new("golden");
+    let mut g = key_grant("g-1", "deploy", KEY_A);
+    g["expires_at"] = json!("2099-06-30T12:00:00Z");
+    g["from"] = json!(["10.0.0.0/8", "127.0.0.1"]);
+    g["command"] = json!("echo \"ok\"");
+    g["restrict"] = json!(true);
+    let mut h = key_grant("g-2", "deploy", KEY_B);
+    h["expires_at"] = json!("2099-06-30T12:00:00Z");
+    h["hosts"] = json!(["WEB-*"]);
+    let r = run(&[
+        "keys",
+        "deploy",
+        "--policy",
+        dir.policy(&doc(vec![g, h, key_grant("g-3", "other", KEY_A)], vec![]))
+            .to_str()
+            .unwrap(),
+        "--config",
+        dir.config("expiry_time = \"utc\"").to_str().unwrap(),
+        "--host",
+        "web-1",
+    ]);
+    r.assert_ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "expiry-time=\"20990630115959Z\",from=\"10.0.0.0/8,127.0.0.1\",command=\"echo \\\"ok\\\"\",restrict ssh-ed25519 {} a@test\n\
+             expiry-time=\"20990630115959Z\" ssh-ed25519 {} b@test\n",
+            b64(KEY_A),
+            b64(KEY_B)
+        )
+    );
+    // One decision line, on stderr here because the config names no socket.
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    let l = lines[0];
+    for field in [
+        "mode=keys",
+        "user=deploy",
+        "host=web-1",
+        "matched=g-1,g-2",
+        "lines=2",
+        "outcome=allow",
+        "policy_serial=1",
+        "latency_us=",
+    ] {
+        assert!(l.contains(field), "{field} missing in {l}");
+    }
+}
+
+#[test]
+fn prints_principals() {
+    let dir = TestDir::new("principals");
+    let d = doc(
+        vec![
+            principal_grant("g-1", "deploy", "alice"),
+            principal_grant("g-2", "deploy", "ops"),
+            key_grant("g-3", "deploy", KEY_A),
+        ],
+        vec![],
+    );
+    let policy = dir.policy(&d);
+    let config = dir.config("");
+    let r = run(&[
+        "principals",
+        "deploy",
+        "--key-id",
+        "alice@corp",
+        "--serial",
+        "7",
+        "--fingerprint",
+        FP_A,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "web-1",
+    ]);
+    r.assert_ok();
+    let names: Vec<&str> = r
+        .stdout
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "ops"]);
+    assert!(
+        r.stdout.lines().all(|l| l.starts_with("expiry-time=\"")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("key_id=alice@corp cert_serial=7"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn nothing_valid_is_success_with_empty_output() {
+    let dir = TestDir::new("empty");
+    let mut expired = key_grant("g-1", "deploy", KEY_A);
+    expired["expires_at"] = json!(rfc3339_in(-10));
+    let r = keys(&dir, &doc(vec![expired], vec![]), "deploy");
+    r.assert_ok();
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("outcome=none reason=no-valid-grant"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn global_options_go_before_or_after_the_subcommand() {
+    let dir = TestDir::new("globals");
+    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    let config = dir.config("");
+    let (p, c) = (policy.to_str().unwrap(), config.to_str().unwrap());
+    let a = run(&[
+        "--policy", p, "--config", c, "--host", "web-1", "keys", "deploy",
+    ]);
+    let b = run(&[
+        "keys", "deploy", "--policy", p, "--config", c, "--host", "web-1",
+    ]);
+    let m = run(&[
+        "--policy", p, "keys", "--host", "web-1", "deploy", "--config", c,
+    ]);
+    a.assert_ok();
+    assert!(a.stdout.contains(b64(KEY_A)));
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(a.stdout, m.stdout);
+}
+
+#[test]
+fn the_config_supplies_source_and_host_and_flags_override_it() {
+    let dir = TestDir::new("config");
+    let mut g = key_grant("g-1", "deploy", KEY_A);
+    g["hosts"] = json!(["db-*"]);
+    let policy = dir.policy(&doc(vec![g], vec![]));
+    let config = dir.config(&format!(
+        "source = \"{}\"\nhost = \"db-7\"",
+        policy.display()
+    ));
+    let c = config.to_str().unwrap();
+    let r = run(&["keys", "deploy", "--config", c]);
+    r.assert_ok();
+    assert!(r.stdout.contains(b64(KEY_A)), "{r:?}");
+    let r = run(&["keys", "deploy", "--config", c, "--host", "web-1"]);
+    r.assert_ok();
+    assert_eq!(r.stdout, "", "--host overrides the config");
+    let other = dir.write(
+        "other.json",
+        serde_json::to_vec(&doc(vec![], vec![])).unwrap(),
+    );
+    let r = run(&[
+        "keys",
+        "deploy",
+        "--config",
+        c,
+        "--policy",
+        other.to_str().unwrap(),
+    ]);
+    r.assert_ok();
+    assert_eq!(r.stdout, "", "--policy overrides the config");
+}
+
+#[test]
+fn bad_documents_deny() {
+    let dir = TestDir::new("bad-docs");
+    let good = key_grant("g-1", "deploy", KEY_A);
+    let with = |field: &str, value: Value| {
+        let mut g = good.clone();
+        g[field] = value;
+        doc(vec![g], vec![])
+    };
+    let without = |field: &str| {
+        let mut g = good.clone();
+        g.as_object_mut().unwrap().remove(field);
+        doc(vec![g], vec![])
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        ("unknown field", with("expiry", json!("x"))),
+        (
+            "unknown field in a revocation",
+            doc(
+                vec![good.clone()],
+                vec![json!({"grant": "g-9", "reasn": "typo"})],
+            ),
+        ),
+        ("missing expiry", without("expires_at")),
+        ("missing reason", without("reason")),
+        (
+            "zone-less time",
+            with("expires_at", json!("2099-01-01T00:00:00")),
+        ),
+        (
+            "key with options",
+            with("key", json!(format!("restrict,command=\"id\" {KEY_A}"))),
+        ),
+        (
+            "newline in a command",
+            with("command", json!("echo ok\nid")),
+        ),
+        (
+            "garbage key",
+            with("key", json!("ssh-ed25519 bm90IGEga2V5")),
+        ),
+        ("key and principal", with("principal", json!("alice"))),
+        (
+            "two selectors",
+            doc(
+                vec![good.clone()],
+                vec![json!({"grant": "g-1", "user": "deploy"})],
+            ),
+        ),
+        (
+            "no selector",
+            doc(vec![good.clone()], vec![json!({"reason": "x"})]),
+        ),
+        (
+            "duplicate ids",
+            doc(vec![good.clone(), good.clone()], vec![]),
+        ),
+        ("bad user in a grant", with("user", json!("../x"))),
+        ("comma in from", with("from", json!(["10.0.0.1,0.0.0.0/0"]))),
+        ("quote in a host glob", with("hosts", json!(["web\""]))),
+        ("wrong version", json!({"version": 2, "grants": []})),
+    ];
+    for (what, d) in cases {
+        let r = keys(&dir, &d, "deploy");
+        r.assert_denied();
+        assert_eq!(r.code, Some(1), "{what}: {r:?}");
+        assert!(r.stderr.contains("outcome=error"), "{what}: {}", r.stderr);
+    }
+    for (what, text) in [
+        ("syntax error", "{\"version\": 1, \"grants\": [}"),
+        ("empty file", ""),
+        ("trailing garbage", "{\"version\": 1} {}"),
+        ("not UTF-8", "{\"version\": 1, \"grants\": [\"\u{fffd}\"]}"),
+    ] {
+        keys_raw(&dir, text, "deploy").assert_denied();
+        let _ = what;
+    }
+    let invalid_utf8 = dir.write("bin.json", b"{\"version\": 1, \"serial\": \xff}");
+    let config = dir.config("");
+    run(&[
+        "keys",
+        "deploy",
+        "--policy",
+        invalid_utf8.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .assert_denied();
+}
+
+#[test]
+fn one_bad_entry_denies_everyone() {
+    let dir = TestDir::new("one-bad");
+    let mut bad = key_grant("g-2", "other", KEY_B);
+    bad["expires_at"] = json!("tomorrow");
+    let r = keys(
+        &dir,
+        &doc(vec![key_grant("g-1", "deploy", KEY_A), bad], vec![]),
+        "deploy",
+    );
+    r.assert_denied();
+    assert!(r.stderr.contains("not an RFC 3339 time"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_arguments_deny() {
+    let dir = TestDir::new("bad-args");
+    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    let config = dir.config("");
+    let (p, c) = (policy.to_str().unwrap(), config.to_str().unwrap());
+    for user in [
+        "../x",
+        "a b",
+        "",
+        "-x",
+        "--",
+        "deploy\n",
+        "de\"ploy",
+        "dep,loy",
+        "x/../deploy",
+    ] {
+        let r = run(&[
+            "keys", user, "--policy", p, "--config", c, "--host", "web-1",
+        ]);
+        r.assert_denied();
+        assert_eq!(r.code, Some(2), "{user:?}: {r:?}");
+    }
+    for (flag, value) in [
+        ("--serial", "-1"),
+        ("--serial", "12a"),
+        ("--serial", "18446744073709551616"),
+        ("--serial", ""),
+        ("--fingerprint", "MD5:aa:bb"),
+        ("--fingerprint", "SHA256:short"),
+        ("--key-id", "a\nb"),
+    ] {
+        let r = run(&[
+            "principals",
+            "deploy",
+            flag,
+            value,
+            "--policy",
+            p,
+            "--config",
+            c,
+            "--host",
+            "web-1",
+        ]);
+        r.assert_denied();
+        assert_eq!(r.code, Some(2), "{flag} {value:?}: {r:?}");
+    }
+    for host in ["web 1", "-web", "web/1", ""] {
+        run(&[
+            "keys", "deploy", "--policy", p, "--config", c, "--host", host,
+        ])
+        .assert_denied();
+    }
+    // Missing USER, unknown flags, keys with certificate flags.
+    for args in [
+        vec!["keys"],
+        vec!["keys", "deploy", "--bogus"],
+        vec!["keys", "deploy", "--serial", "1"],
+        vec!["keys", "deploy", "extra"],
+    ] {
+        let mut a = args.clone();
+        a.extend(["--policy", p, "--config", c]);
+        run(&a).assert_denied();
+    }
+    // An empty key ID is what sshd's %i gives for a certificate without one.
+    let r = run(&[
+        "principals",
+        "deploy",
+        "--key-id",
+        "",
+        "--policy",
+        p,
+        "--config",
+        c,
+        "--host",
+        "web-1",
+    ]);
+    r.assert_ok();
+}
+
+#[test]
+fn config_problems_deny() {
+    let dir = TestDir::new("bad-config");
+    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    let p = policy.to_str().unwrap();
+    for (what, extra) in [
+        ("unknown key", "sauce = \"/etc/sshjit/policy.json\""),
+        ("relative source", "source = \"policy.json\""),
+        ("bad timeout", "timeout = \"forever\""),
+        ("syntax", "source = "),
+    ] {
+        let c = dir.config(extra);
+        let r = run(&[
+            "keys",
+            "deploy",
+            "--config",
+            c.to_str().unwrap(),
+            "--policy",
+            p,
+        ]);
+        r.assert_denied();
+        assert!(r.stderr.contains("config"), "{what}: {}", r.stderr);
+    }
+    let missing = dir.join("nope.toml");
+    run(&[
+        "keys",
+        "deploy",
+        "--config",
+        missing.to_str().unwrap(),
+        "--policy",
+        p,
+    ])
+    .assert_denied();
+    let c = dir.config("");
+    fs::set_permissions(&c, fs::Permissions::from_mode(0o666)).unwrap();
+    let r = run(&[
+        "keys",
+        "deploy",
+        "--config",
+        c.to_str().unwrap(),
+        "--policy",
+        p,
+    ]);
+    r.assert_denied();
+    assert!(
+        r.stderr.contains("writable by group or others"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Runs keys against whatever `policy` path is, with a good config.
+fn keys_at(dir: &TestDir, policy: &std::path::Path) -> Run {
+    let config = dir.config("");
+    run(&[
+        "keys",
+        "deploy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "h",
+    ])
+}
+
+#[test]
+fn permission_refusals() {
+    let dir = TestDir::new("perms");
+    let bytes = serde_json::to_vec(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![])).unwrap();
+    let good = dir.write("good.json", &bytes);
+    keys_at(&dir, &good).assert_ok();
+
+    for mode in [0o664, 0o646, 0o666, 0o622] {
+        let p = dir.write("mode.json", &bytes);
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        let r = keys_at(&dir, &p);
+        r.assert_denied();
+        assert!(
+            r.stderr.contains("writable by group or others"),
+            "{mode:o}: {}",
+            r.stderr
+        );
+    }
+
+    // Owned by someone who is neither root nor us.
+    if sshjit::system::euid() == 0 {
+        let p = dir.write("owned.json", &bytes);
+        std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+        let r = keys_at(&dir, &p);
+        r.assert_denied();
+        assert!(r.stderr.contains("owned by uid 65534"), "{}", r.stderr);
+    }
+
+    // A parent directory writable by others.
+    let loose = dir.join("loose");
+    fs::create_dir(&loose).unwrap();
+    fs::write(loose.join("policy.json"), &bytes).unwrap();
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
+    let r = keys_at(&dir, &loose.join("policy.json"));
+    r.assert_denied();
+    assert!(r.stderr.contains("directory is writable"), "{}", r.stderr);
+    // Sticky bit is no excuse (sshd's rule too).
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o1777)).unwrap();
+    keys_at(&dir, &loose.join("policy.json")).assert_denied();
+
+    // A symlink to a good file in a good directory is fine...
+    let link = dir.join("link.json");
+    symlink(&good, &link).unwrap();
+    keys_at(&dir, &link).assert_ok();
+    // ...to a file in a loose directory is not...
+    let bad_link = dir.join("bad-link.json");
+    symlink(loose.join("policy.json"), &bad_link).unwrap();
+    keys_at(&dir, &bad_link).assert_denied();
+    // ...nor is a good target reached through a link in a loose directory.
+    let link_in_loose = loose.join("to-good.json");
+    symlink(&good, &link_in_loose).unwrap();
+    keys_at(&dir, &link_in_loose).assert_denied();
+    // A link to a writable file.
+    let w = dir.write("writable.json", &bytes);
+    fs::set_permissions(&w, fs::Permissions::from_mode(0o666)).unwrap();
+    let wl = dir.join("writable-link.json");
+    symlink(&w, &wl).unwrap();
+    keys_at(&dir, &wl).assert_denied();
+
+    // Not a regular file: a directory, a FIFO (must not hang), /dev/null.
+    keys_at(&dir, &dir.path).assert_denied();
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fs::set_permissions(&fifo, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = keys_at(&dir, &fifo);
+    r.assert_denied();
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    keys_at(&dir, std::path::Path::new("/dev/null")).assert_denied();
+
+    // Missing.
+    let r = keys_at(&dir, &dir.join("missing.json"));
+    r.assert_denied();
+    assert!(r.stderr.contains("no such file"), "{}", r.stderr);
+
+    // Too large (sparse: no disk used).
+    let big = dir.write("big.json", b"");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(64 * 1024 * 1024 + 1)
+        .unwrap();
+    let r = keys_at(&dir, &big);
+    r.assert_denied();
+    assert!(r.stderr.contains("larger than"), "{}", r.stderr);
+}
+
+#[test]
+fn every_revocation_kind_denies() {
+    let dir = TestDir::new("revocations");
+    let grants = vec![
+        key_grant("g-1", "deploy", KEY_A),
+        principal_grant("g-2", "deploy", "alice"),
+    ];
+    let config = dir.config("");
+    let c = config.to_str().unwrap();
+    for (rev, key_gone, principal_gone) in [
+        (json!({"grant": "g-1"}), true, false),
+        (json!({"grant": "g-2"}), false, true),
+        (json!({"fingerprint": FP_A}), true, false),
+        (json!({"user": "deploy"}), true, true),
+        (json!({"principal": "alice"}), false, true),
+        (json!({"key_id": "cert-1"}), false, true),
+        (json!({"serial": 99}), false, true),
+    ] {
+        let p = dir.policy(&doc(grants.clone(), vec![rev.clone()]));
+        let p = p.to_str().unwrap();
+        let k = run(&[
+            "keys", "deploy", "--policy", p, "--config", c, "--host", "h",
+        ]);
+        k.assert_ok();
+        assert_eq!(k.stdout.is_empty(), key_gone, "{rev}: {k:?}");
+        let pr = run(&[
+            "principals",
+            "deploy",
+            "--key-id",
+            "cert-1",
+            "--serial",
+            "99",
+            "--policy",
+            p,
+            "--config",
+            c,
+            "--host",
+            "h",
+        ]);
+        pr.assert_ok();
+        assert_eq!(pr.stdout.is_empty(), principal_gone, "{rev}: {pr:?}");
+    }
+}
+
+#[test]
+fn frozen_passes_only_break_glass() {
+    let dir = TestDir::new("frozen");
+    let mut bg = key_grant("g-bg", "deploy", KEY_B);
+    bg["break_glass"] = json!(true);
+    let mut d = doc(vec![key_grant("g-1", "deploy", KEY_A), bg], vec![]);
+    d["frozen"] = json!(true);
+    let r = keys(&dir, &d, "deploy");
+    r.assert_ok();
+    assert!(!r.stdout.contains(b64(KEY_A)));
+    assert!(r.stdout.contains(b64(KEY_B)));
+    assert!(
+        r.stderr.contains("frozen=true") && r.stderr.contains("break_glass=g-bg"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn offered_fingerprint_selects_one_key() {
+    let dir = TestDir::new("offered");
+    let policy = dir.policy(&doc(
+        vec![
+            key_grant("g-1", "deploy", KEY_A),
+            key_grant("g-2", "deploy", KEY_B),
+        ],
+        vec![],
+    ));
+    let config = dir.config("");
+    let r = run(&[
+        "keys",
+        "deploy",
+        "--fingerprint",
+        FP_B,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "h",
+    ]);
+    r.assert_ok();
+    assert_eq!(r.stdout.lines().count(), 1);
+    assert!(r.stdout.contains(b64(KEY_B)));
+    assert!(r.stderr.contains(&format!("fp={FP_B}")), "{}", r.stderr);
+}
+
+#[test]
+fn expiry_time_local_is_what_sshd_reads_back() {
+    let dir = TestDir::new("local-time");
+    let mut g = key_grant("g-1", "deploy", KEY_A);
+    g["expires_at"] = json!("2099-11-21T11:00:00Z");
+    let policy = dir.policy(&doc(vec![g], vec![]));
+    let config = dir.config("");
+    // sshd reads a zone-less expiry-time with mktime and tm_isdst = 0, i.e.
+    // as standard time: in Sydney's summer (UTC+11, standard +10) the value
+    // must be UTC+10; in Kathmandu (+05:45, no DST) UTC+05:45.
+    for (tz, expected) in [
+        ("UTC", "20991121105959"),
+        ("Australia/Sydney", "20991121205959"),
+        ("Asia/Kathmandu", "20991121164459"),
+        ("America/New_York", "20991121055959"),
+    ] {
+        let mut c = sshjit(&[
+            "keys",
+            "deploy",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--host",
+            "h",
+        ]);
+        c.env("TZ", tz);
+        let r = run_cmd(c);
+        r.assert_ok();
+        assert!(
+            r.stdout
+                .starts_with(&format!("expiry-time=\"{expected}\" ")),
+            "{tz}: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn a_closed_stdout_is_an_error_not_a_crash() {
+    let dir = TestDir::new("epipe");
+    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    let config = dir.config("");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = sshjit(&[
+        "keys",
+        "deploy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "h",
+    ]);
+    c.stdout(writer).stderr(std::process::Stdio::piped());
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("outcome=error") && stderr.contains("writing to sshd"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn hostile_values_are_escaped_in_the_log() {
+    let dir = TestDir::new("log-escape");
+    let policy = dir.policy(&doc(vec![], vec![]));
+    let config = dir.config("");
+    let r = run(&[
+        "principals",
+        "deploy",
+        "--key-id",
+        "x\" outcome=allow",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "h",
+    ]);
+    r.assert_ok();
+    assert!(
+        r.stderr.contains("key_id=\"x\\\" outcome=allow\""),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.matches("outcome=").count(), 2, "{}", r.stderr);
+    let r = run(&[
+        "keys",
+        "bad\nuser",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_denied();
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("user=\"bad\\x0auser\""), "{}", r.stderr);
+}
+
+#[test]
+fn check_reports_location_and_hint() {
+    let dir = TestDir::new("check");
+    let good = dir.policy(&doc(
+        vec![key_grant("g-1", "deploy", KEY_A)],
+        vec![json!({"grant": "g-gone"})],
+    ));
+    let config = dir.config("");
+    let r = run(&[
+        "check",
+        "--policy",
+        good.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_ok();
+    assert!(r.stdout.starts_with("ok: "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("1 grants (1 in their window"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("warning: revocations[0] names grant g-gone"),
+        "{}",
+        r.stdout
+    );
+
+    let bad = dir.write("bad.json", "{\n  \"version\": 1,\n  \"grants\": [\n    {\"id\": \"g-1\", \"user\": \"deploy\", \"principal\": \"a\",\n     \"expires_at\": \"2099-01-01T00:00:00\", \"reason\": \"x\"}\n  ]\n}\n");
+    let r = run(&[
+        "check",
+        "--policy",
+        bad.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_denied();
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("bad.json:5:"), "{}", r.stderr);
+    assert!(r.stderr.contains("has no zone"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: end the time with Z"),
+        "{}",
+        r.stderr
+    );
+
+    let typo = dir.write(
+        "typo.json",
+        "{\"version\": 1, \"revocations\": [{\"user\": \"x\", \"reasn\": \"y\"}]}",
+    );
+    let r = run(&[
+        "check",
+        "--policy",
+        typo.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_denied();
+    assert!(r.stderr.contains("unknown field `reasn`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: remove or correct that field"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn explain_says_why() {
+    let dir = TestDir::new("explain");
+    let mut expired = key_grant("g-old", "deploy", KEY_B);
+    expired["expires_at"] = json!("2026-01-01T00:00:00Z");
+    expired["not_before"] = json!("2025-12-01T00:00:00Z");
+    let mut elsewhere = key_grant("g-db", "deploy", KEY_A);
+    elsewhere["hosts"] = json!(["db-*"]);
+    let d = doc(
+        vec![
+            key_grant("g-ok", "deploy", KEY_A),
+            expired,
+            elsewhere,
+            principal_grant("g-p", "deploy", "alice"),
+        ],
+        vec![json!({"principal": "alice", "reason": "rotated", "revoked_by": "sec"})],
+    );
+    let policy = dir.policy(&d);
+    let config = dir.config("");
+    let r = run(&[
+        "explain",
+        "deploy",
+        "--host",
+        "web-1",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_ok();
+    let o = &r.stdout;
+    assert!(o.contains("grant g-ok: key ssh-ed25519"), "{o}");
+    assert!(o.contains("VALID until"), "{o}");
+    assert!(o.contains("expired at 2026-01-01T00:00:00Z"), "{o}");
+    assert!(
+        o.contains("host web-1 matches none of its hosts globs"),
+        "{o}"
+    );
+    assert!(
+        o.contains("revoked by revocations[0] (principal alice): \"rotated\", by sec"),
+        "{o}"
+    );
+    assert!(
+        o.contains("result: keys: 1 valid (g-ok); principals: none valid"),
+        "{o}"
+    );
+
+    let r = run(&[
+        "explain",
+        "deploy",
+        "--at",
+        "2025-12-15T00:00:00Z",
+        "--host",
+        "web-1",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    r.assert_ok();
+    assert!(r.stdout.contains("keys: 1 valid (g-old)"), "{}", r.stdout);
+    assert!(r.stdout.contains("not yet valid"), "{}", r.stdout);
+
+    let r = run(&[
+        "explain",
+        "nobody",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--host",
+        "h",
+    ]);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains("no grant names user nobody"),
+        "{}",
+        r.stdout
+    );
+    run(&[
+        "explain",
+        "../x",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .assert_denied();
+    run(&[
+        "explain",
+        "deploy",
+        "--at",
+        "yesterday",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .assert_denied();
+}

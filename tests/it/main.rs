@@ -1,0 +1,5 @@
+//! All integration tests, in one binary: process-level tests of the built
+//! `sshjit` binary (`cli`) and end-to-end tests through a real sshd (`e2e`).
+
+mod cli;
+mod support;
