@@ -116,11 +116,7 @@ impl<'a> AuthorizedKey<'a> {
         let after = &s[b64_end..];
         let comment_start = b64_end + (after.len() - after.trim_start_matches(is_space).len());
 
-        let mut buf = [0u8; MAX_KEY_TEXT * 3 / 4 + 3];
-        let blob = Base64::decode(&s[b64_start..b64_end], &mut buf)
-            .map_err(|_| bad("has key data that is not valid base64"))?;
-        let key =
-            decode_blob(blob).ok_or_else(|| bad("has key data that is not a valid public key"))?;
+        let key = decode_key(&s[b64_start..b64_end]).map_err(bad)?;
         if key.algorithm().as_str() != key_type {
             return Err(bad("has key data of another type than its type name"));
         }
@@ -161,11 +157,7 @@ impl<'a> AuthorizedKey<'a> {
 
     /// The decoded key. Validation already decoded it once, so this cannot fail.
     pub fn key_data(&self) -> KeyData {
-        let mut buf = [0u8; MAX_KEY_TEXT * 3 / 4 + 3];
-        Base64::decode(self.base64(), &mut buf)
-            .ok()
-            .and_then(decode_blob)
-            .expect("a validated key decodes")
+        decode_key(self.base64()).expect("a validated key decodes")
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -188,9 +180,28 @@ impl<'a> AuthorizedKey<'a> {
     }
 }
 
-fn decode_blob(mut blob: &[u8]) -> Option<KeyData> {
-    let key = KeyData::decode(&mut blob).ok()?;
-    blob.is_empty().then_some(key)
+/// Base64 to key. Small keys (everything but RSA) decode on the stack;
+/// a zeroed buffer sized for the largest key would dominate the cost of
+/// validating a large policy.
+fn decode_key(b64: &str) -> Result<KeyData, &'static str> {
+    const STACK: usize = 192;
+    let needed = b64.len() / 4 * 3 + 3;
+    let mut small = [0u8; STACK];
+    let mut large = Vec::new();
+    let buf: &mut [u8] = if needed <= STACK {
+        &mut small[..needed]
+    } else {
+        large.resize(needed, 0);
+        &mut large
+    };
+    let mut blob: &[u8] =
+        Base64::decode(b64, buf).map_err(|_| "has key data that is not valid base64")?;
+    let key =
+        KeyData::decode(&mut blob).map_err(|_| "has key data that is not a valid public key")?;
+    if !blob.is_empty() {
+        return Err("has trailing bytes after the key data");
+    }
+    Ok(key)
 }
 
 impl fmt::Display for AuthorizedKey<'_> {

@@ -2,4 +2,5 @@
 //! `sshjit` binary (`cli`) and end-to-end tests through a real sshd (`e2e`).
 
 mod cli;
+mod e2e;
 mod support;

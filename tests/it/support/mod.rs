@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub mod sshd;
+
 pub const KEY_A: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";
 pub const FP_A: &str = "SHA256:X5oprPYTCKn2RSt7zk0vLaTKD2WNGktiH+URhgz06P8";
@@ -25,8 +27,9 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sshjit")
 }
 
-/// A directory whose every ancestor is owned by root or us and not writable
-/// by group or others, so sshjit (and sshd) accept files in it.
+/// A directory whose every ancestor is owned by root or us, not writable by
+/// group or others (so sshjit and sshd accept files in it) and searchable by
+/// everyone (so the helper can run as an unprivileged AuthorizedKeysCommandUser).
 pub fn secure_base() -> PathBuf {
     let me = sshjit::system::euid();
     let candidates = [
@@ -39,13 +42,15 @@ pub fn secure_base() -> PathBuf {
         }
         let _ = fs::set_permissions(&c, fs::Permissions::from_mode(0o755));
         if c.ancestors().all(|d| {
-            fs::metadata(d).is_ok_and(|m| (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0)
+            fs::metadata(d).is_ok_and(|m| {
+                (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0 && m.mode() & 0o001 != 0
+            })
         }) {
             return c;
         }
     }
     panic!(
-        "no secure directory for test files: {} has a group/other-writable ancestor and /run is not writable",
+        "no secure directory for test files: {} has an ancestor that is group/other-writable or not searchable, and /run is not writable",
         env!("CARGO_TARGET_TMPDIR")
     );
 }
