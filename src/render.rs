@@ -2,6 +2,8 @@
 //! lines for `principals`. Options are written here, by our own rules,
 //! because sshd's option grammar is the only one that counts.
 
+pub mod sshd_grammar;
+
 use std::fmt;
 
 use crate::policy::{Grant, GrantId, Subject};
@@ -83,7 +85,10 @@ pub fn render<'p, 'a>(
         lines: Vec::with_capacity(entries.len()),
     };
     for e in entries {
-        write_line(&mut out.text, e.grant, e.expires_at, style)?;
+        let start = out.text.len();
+        let expiry = expiry_value(e.expires_at, style)?;
+        write_line(&mut out.text, e.grant, &expiry);
+        read_back(&out.text[start..], e.grant, &expiry)?;
         out.lines.push(e.ids);
     }
     Ok(out)
@@ -98,14 +103,9 @@ fn same_line(a: &Grant<'_>, b: &Grant<'_>) -> bool {
     subject && a.from == b.from && a.command == b.command && a.restrict == b.restrict
 }
 
-fn write_line(
-    out: &mut Vec<u8>,
-    g: &Grant<'_>,
-    expires_at: Timestamp,
-    style: ExpiryStyle,
-) -> Result<(), RenderError> {
+fn write_line(out: &mut Vec<u8>, g: &Grant<'_>, expiry: &str) {
     out.extend_from_slice(b"expiry-time=\"");
-    out.extend_from_slice(expiry_value(expires_at, style)?.as_bytes());
+    out.extend_from_slice(expiry.as_bytes());
     out.push(b'"');
     if !g.from.is_empty() {
         out.extend_from_slice(b",from=\"");
@@ -139,6 +139,63 @@ fn write_line(
         Subject::Principal(p) => out.extend_from_slice(p.as_str().as_bytes()),
     }
     out.push(b'\n');
+}
+
+/// Reads a written line back with sshd's grammar and checks that sshd will
+/// see exactly the options and the key or principal we meant.
+fn read_back(line: &[u8], g: &Grant<'_>, expiry: &str) -> Result<(), RenderError> {
+    let fail = |why: String| {
+        Err(RenderError(format!(
+            "grant {}: line would be misread by sshd: {why}",
+            g.id
+        )))
+    };
+    let Ok(text) = std::str::from_utf8(line) else {
+        return fail("not UTF-8".into());
+    };
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let parsed = match &g.subject {
+        Subject::Key(_) => sshd_grammar::parse_keys_line(text),
+        Subject::Principal(_) => sshd_grammar::parse_principals_line(text),
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let from = g
+        .from
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut expected: Vec<(&str, Option<&str>)> = vec![("expiry-time", Some(expiry))];
+    if !g.from.is_empty() {
+        expected.push(("from", Some(&from)));
+    }
+    if let Some(c) = &g.command {
+        expected.push(("command", Some(c.as_str())));
+    }
+    if g.restrict {
+        expected.push(("restrict", None));
+    }
+    let got: Vec<(&str, Option<&str>)> = parsed
+        .options
+        .iter()
+        .map(|o| (o.name.as_str(), o.value.as_deref()))
+        .collect();
+    if got != expected {
+        return fail(format!("options {got:?}, meant {expected:?}"));
+    }
+    let subject_ok = match &g.subject {
+        Subject::Key(k) => {
+            let mut parts = parsed.subject.split(' ');
+            parts.next() == Some(k.key_type()) && parts.next() == Some(k.base64())
+        }
+        Subject::Principal(p) => parsed.subject == p.as_str(),
+    };
+    if !subject_ok {
+        return fail(format!("subject {:?}", parsed.subject));
+    }
     Ok(())
 }
 
