@@ -206,7 +206,13 @@ fn decide(
             return Ok(Severity::Notice);
         }
     };
-    let rendered = render::render(&valid, config.expiry_time).map_err(LoginError::Render)?;
+    let rendered = render::render(&valid, config.expiry_time, now).map_err(LoginError::Render)?;
+    if rendered.lines.is_empty() {
+        // Valid for a fraction of a second more, but no whole second left
+        // for sshd's expiry-time: nothing to print.
+        line.field("outcome", "none").field("reason", "expiring");
+        return Ok(Severity::Notice);
+    }
     let matched: Vec<&str> = rendered
         .lines
         .iter()

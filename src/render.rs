@@ -61,10 +61,13 @@ struct Entry<'p, 'a> {
 }
 
 /// Renders the valid grants, one line per distinct (subject, options),
-/// in document order.
+/// in document order. A grant in the last fraction of a second before a
+/// fractional `expires_at` has no whole second left that sshd would accept;
+/// its line is left out rather than printed already expired.
 pub fn render<'p, 'a>(
     valid: &[&'p Grant<'a>],
     style: ExpiryStyle,
+    now: Timestamp,
 ) -> Result<Rendered<'p, 'a>, RenderError> {
     let mut entries: Vec<Entry<'p, 'a>> = Vec::with_capacity(valid.len());
     for &g in valid {
@@ -85,6 +88,9 @@ pub fn render<'p, 'a>(
         lines: Vec::with_capacity(entries.len()),
     };
     for e in entries {
+        if last_whole_second(e.expires_at) < now.unix_seconds() {
+            continue;
+        }
         let start = out.text.len();
         let expiry = expiry_value(e.expires_at, style)?;
         write_line(&mut out.text, e.grant, &expiry);
@@ -211,13 +217,18 @@ pub fn write_quoted_body(out: &mut Vec<u8>, value: &str) {
     }
 }
 
+/// The last whole second in which sshd may accept a grant ending at `expires_at`.
+fn last_whole_second(expires_at: Timestamp) -> i64 {
+    expires_at.unix_seconds() - 1
+}
+
 /// The `expiry-time` value for a grant ending at `expires_at`.
 ///
 /// sshd accepts a key while `now <= expiry-time` with `now` in whole seconds,
 /// so the last second it may accept is the one before `expires_at` starts:
 /// we write `floor(expires_at) - 1s`, and sshd's window never outlasts ours.
 pub fn expiry_value(expires_at: Timestamp, style: ExpiryStyle) -> Result<String, RenderError> {
-    let last = expires_at.unix_seconds() - 1;
+    let last = last_whole_second(expires_at);
     match style {
         ExpiryStyle::Utc => {
             let mut s = Timestamp::from_unix(last, 0).to_civil().compact();

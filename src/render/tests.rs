@@ -13,7 +13,7 @@ fn policy(grants: serde_json::Value) -> Vec<u8> {
 fn render_all(bytes: &[u8]) -> String {
     let p = Policy::parse(bytes).unwrap();
     let valid: Vec<_> = p.grants.iter().collect();
-    let r = render(&valid, ExpiryStyle::Utc).unwrap();
+    let r = render(&valid, ExpiryStyle::Utc, Timestamp::UNIX_EPOCH).unwrap();
     String::from_utf8(r.text).unwrap()
 }
 
@@ -57,7 +57,7 @@ fn identical_keys_are_merged_keeping_the_latest_expiry() {
     ]));
     let p = Policy::parse(&bytes).unwrap();
     let valid: Vec<_> = p.grants.iter().collect();
-    let r = render(&valid, ExpiryStyle::Utc).unwrap();
+    let r = render(&valid, ExpiryStyle::Utc, Timestamp::UNIX_EPOCH).unwrap();
     let text = String::from_utf8(r.text).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(
@@ -126,4 +126,21 @@ fn quoting_matches_sshd_dequote() {
     // The one value that cannot be written: a final backslash would escape
     // the closing quote. Commands are refused for it at validation.
     assert!(crate::policy::Command::new("x\\").is_err());
+}
+
+#[test]
+fn a_grant_without_a_whole_second_left_is_not_printed() {
+    let bytes = policy(json!([
+        {"id": "g-1", "user": "u", "key": KEY_A, "expires_at": "2026-11-21T11:00:00.5Z", "reason": "r"},
+    ]));
+    let p = Policy::parse(&bytes).unwrap();
+    let valid: Vec<_> = p.grants.iter().collect();
+    let t = |s| Timestamp::parse_rfc3339(s).unwrap();
+    // At 10:59:59.9 sshd may still accept until 10:59:59 ends: printed.
+    let r = render(&valid, ExpiryStyle::Utc, t("2026-11-21T10:59:59.9Z")).unwrap();
+    assert_eq!(r.lines.len(), 1);
+    // At 11:00:00.2 the grant is valid for 0.3 s more, but sshd would read
+    // any whole-second expiry as already past: nothing is printed.
+    let r = render(&valid, ExpiryStyle::Utc, t("2026-11-21T11:00:00.2Z")).unwrap();
+    assert!(r.lines.is_empty() && r.text.is_empty());
 }
