@@ -97,7 +97,10 @@ pub fn parse_options(s: &str) -> Result<(Vec<SshdOption>, usize), String> {
                     }
             })
             .copied()
-            .ok_or_else(|| format!("unsupported option at {:?}", &rest[..rest.len().min(20)]))?;
+            .ok_or_else(|| {
+                let at: String = rest.chars().take(20).collect();
+                format!("unsupported option at {at:?}")
+            })?;
         i += name.len();
         let value = if takes_value {
             i += 1;
@@ -229,6 +232,15 @@ mod tests {
         ] {
             assert!(parse_keys_line(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Found by the `values` fuzz target: the error message cut a line in
+    /// the middle of a multi-byte character and panicked.
+    #[test]
+    fn unsupported_option_message_keeps_characters_whole() {
+        let line = "02026-1110:00:0-00 \u{652}ss \\";
+        assert!(parse_keys_line(line).is_err());
+        assert!(parse_keys_line(&"é".repeat(30)).is_err());
     }
 
     #[test]
