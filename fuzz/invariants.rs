@@ -1,0 +1,186 @@
+//! The login path's invariants, checked on any valid policy: shared by the
+//! `policy` fuzz target and the property tests (tests/it/props.rs), so both
+//! guard the same promises. For every request derived from the document
+//! (its users, hosts, certificate selectors, and the instants around each
+//! grant's window): no panic; every printed line reads back with sshd's
+//! grammar, carries an expiry sshd still accepts at that instant and no
+//! later than its grants' end, and belongs to grants valid at that instant;
+//! nothing revoked is printed, and nothing but break-glass while frozen.
+
+use std::time::Duration;
+
+use sshjit::policy::evaluate::{certificate_revocation, refusals, revocation_of};
+use sshjit::policy::{
+    Decision, Denial, HostName, KeyId, Mode, Policy, Request, Subject, Target, Username,
+};
+use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
+use sshjit::render::{ExpiryStyle, render};
+use sshjit::time::{Civil, Timestamp, civil_to_unix};
+
+/// Checks every invariant for requests derived from `policy`.
+pub fn check_policy(policy: &Policy<'_>) {
+    // What is written back is what was read.
+    let again = policy.to_document().expect("a valid policy serializes");
+    assert_eq!(Policy::parse(&again).expect("and parses again"), *policy);
+
+    let mut users: Vec<Username<'_>> = policy
+        .grants
+        .iter()
+        .take(4)
+        .map(|g| g.user.clone())
+        .collect();
+    users.push(Username::new("nobody").unwrap());
+    let mut hosts = vec![HostName::new("web-1").unwrap()];
+    for g in policy.grants.iter().take(4) {
+        if let Some(p) = g.hosts.first() {
+            let name = p.as_str().replace('*', "x").replace('?', "y");
+            if let Ok(h) = HostName::new(name.trim_start_matches(['-', '.']).to_owned()) {
+                hosts.push(h);
+            }
+        }
+    }
+    let mut instants = vec![Timestamp::parse_rfc3339("2026-11-21T10:30:00Z").unwrap()];
+    for g in policy.grants.iter().take(4) {
+        instants.extend(g.not_before);
+        instants.push(g.expires_at);
+        instants.push(g.expires_at.saturating_sub(Duration::from_nanos(1)));
+        instants.push(g.expires_at.saturating_sub(Duration::from_secs(1)));
+    }
+    let key_id = policy.revocations.iter().find_map(|r| match &r.target {
+        Target::KeyId(k) => Some(k.clone()),
+        _ => None,
+    });
+    let serial = policy.revocations.iter().find_map(|r| match r.target {
+        Target::Serial(s) => Some(s),
+        _ => None,
+    });
+    let other_key_id = KeyId::new("fuzz-key-id").unwrap();
+    for user in &users {
+        let offered = policy
+            .grants
+            .iter()
+            .find(|g| g.user == *user)
+            .and_then(|g| g.key())
+            .map(|k| k.fingerprint());
+        let revoked_fp = policy.revocations.iter().find_map(|r| match r.target {
+            Target::Fingerprint(f) => Some(f),
+            _ => None,
+        });
+        let modes = [
+            Mode::Keys { offered: None },
+            Mode::Keys { offered },
+            Mode::Principals {
+                key_id: None,
+                serial: None,
+                fingerprint: None,
+            },
+            Mode::Principals {
+                key_id: Some(&other_key_id),
+                serial: Some(7),
+                fingerprint: offered,
+            },
+            Mode::Principals {
+                key_id: key_id.as_ref(),
+                serial,
+                fingerprint: revoked_fp,
+            },
+        ];
+        for host in &hosts {
+            for &now in &instants {
+                for mode in modes {
+                    check(policy, &Request { user, host, mode }, now);
+                }
+            }
+        }
+    }
+}
+
+fn check(policy: &Policy<'_>, req: &Request<'_>, now: Timestamp) {
+    match sshjit::policy::evaluate(policy, req, now) {
+        Decision::Deny(Denial::CertificateRevoked { revocation }) => {
+            assert_eq!(certificate_revocation(policy, req), Some(revocation));
+        }
+        Decision::Deny(Denial::NoValidGrant) => {
+            for g in policy.grants.iter().filter(|g| g.user == *req.user) {
+                assert!(
+                    !refusals(policy, g, req, now).is_empty(),
+                    "{} is valid but was not allowed",
+                    g.id
+                );
+            }
+        }
+        Decision::Allow(valid) => {
+            assert!(!valid.is_empty());
+            for g in &valid {
+                assert_eq!(g.user, *req.user);
+                assert!(
+                    refusals(policy, g, req, now).is_empty(),
+                    "{} allowed but refused",
+                    g.id
+                );
+                assert!(revocation_of(policy, g).is_none(), "{} is revoked", g.id);
+                assert!(g.not_before.is_none_or(|nb| nb <= now) && now < g.expires_at);
+                assert!(!policy.frozen || g.break_glass);
+                assert!(matches!(
+                    (&g.subject, req.mode),
+                    (Subject::Key(_), Mode::Keys { .. })
+                        | (Subject::Principal(_), Mode::Principals { .. })
+                ));
+            }
+            let rendered =
+                render(&valid, ExpiryStyle::Utc, now).expect("valid grants always render");
+            let text = std::str::from_utf8(&rendered.text).expect("output is UTF-8");
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), rendered.lines.len());
+            assert!(text.is_empty() || text.ends_with('\n'));
+            for (line, ids) in lines.iter().zip(&rendered.lines) {
+                let parsed = match req.mode {
+                    Mode::Keys { .. } => parse_keys_line(line),
+                    Mode::Principals { .. } => parse_principals_line(line),
+                }
+                .unwrap_or_else(|e| panic!("sshd would refuse {line:?}: {e}"));
+                let expiry = parsed
+                    .option("expiry-time")
+                    .and_then(|o| o.value.clone())
+                    .expect("expiry-time on every line");
+                let last = parse_expiry(&expiry).expect("expiry-time is YYYYMMDDHHMMSSZ");
+                assert!(
+                    last >= now.unix_seconds(),
+                    "{line}: already expired at {now}"
+                );
+                let grants: Vec<_> = ids
+                    .iter()
+                    .map(|id| policy.grant(id.as_str()).expect("a known grant"))
+                    .collect();
+                let end = grants.iter().map(|g| g.expires_at).max().unwrap();
+                assert!(
+                    Timestamp::from_unix(last + 1, 0) <= end,
+                    "{line}: sshd's window outlasts {end}"
+                );
+                for g in grants {
+                    assert!(
+                        valid.iter().any(|v| v.id == g.id),
+                        "{} printed but not valid",
+                        g.id
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn parse_expiry(s: &str) -> Option<i64> {
+    let digits = s.strip_suffix('Z')?;
+    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].parse::<u32>().ok();
+    civil_to_unix(&Civil {
+        year: i64::from(n(0..4)?),
+        month: n(4..6)?,
+        day: n(6..8)?,
+        hour: n(8..10)?,
+        minute: n(10..12)?,
+        second: n(12..14)?,
+    })
+}
