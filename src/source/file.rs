@@ -58,9 +58,36 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
+/// An open file that passed the ownership and permission checks.
+#[derive(Debug)]
+pub struct SecureFile {
+    pub file: File,
+    /// fstat of the open handle.
+    pub meta: Metadata,
+    pub path: PathBuf,
+    limit: usize,
+}
+
+impl SecureFile {
+    /// Reads the whole file, at most the limit it was opened with.
+    pub fn read_all(self) -> Result<Vec<u8>, FileError> {
+        let (path, limit) = (self.path, self.limit);
+        read_bounded(self.file, limit).map_err(|e| match e {
+            ReadBoundedError::Io(error) => FileError::Io { path, error },
+            ReadBoundedError::TooLarge => FileError::TooLarge { path, limit },
+        })
+    }
+}
+
 /// Reads a whole file after the ownership and permission checks, at most
 /// `limit` bytes.
 pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+    open_secure(path, limit)?.read_all()
+}
+
+/// Opens a file after the ownership and permission checks of the file, the
+/// directories above it and, for a symlink, those above its target.
+pub fn open_secure(path: &Path, limit: usize) -> Result<SecureFile, FileError> {
     let io_err = |error: io::Error| {
         if error.kind() == io::ErrorKind::NotFound {
             FileError::NotFound(path.to_owned())
@@ -79,8 +106,10 @@ pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     if let Some(parent) = absolute.parent() {
         check_ancestors(parent, me)?;
     }
-    if let Some(parent) = canonical.parent() {
-        check_ancestors(parent, me)?;
+    if canonical != absolute {
+        if let Some(parent) = canonical.parent() {
+            check_ancestors(parent, me)?;
+        }
     }
     // O_NOFOLLOW: the canonical name has no symlink left, so one appearing
     // now is a race we refuse. O_NONBLOCK: never hang opening a FIFO.
@@ -100,15 +129,11 @@ pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
             limit,
         });
     }
-    read_bounded(file, limit).map_err(|e| match e {
-        ReadBoundedError::Io(error) => FileError::Io {
-            path: path.to_owned(),
-            error,
-        },
-        ReadBoundedError::TooLarge => FileError::TooLarge {
-            path: path.to_owned(),
-            limit,
-        },
+    Ok(SecureFile {
+        file,
+        meta,
+        path: path.to_owned(),
+        limit,
     })
 }
 

@@ -1,0 +1,275 @@
+//! Building the index from a validated document, and writing it atomically
+//! beside the policy file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ssh_key::sha2::{Digest, Sha256};
+
+use super::lookup::Identity;
+use super::{
+    ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, Kind, MAGIC, RACY_WINDOW, SUFFIX, entry_check, fnv1a,
+};
+use crate::policy::MAX_DOCUMENT_BYTES;
+use crate::policy::{Fingerprint, Grant, Policy, Revocation, Subject, Target};
+use crate::source::file::open_secure;
+use crate::time::Timestamp;
+
+/// One block to place: its table key and its bytes.
+struct Block {
+    kind: Kind,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// Builds the index bytes of `document` (which must be the exact bytes the
+/// policy file holds, with `identity` its fstat), as of `built_at`.
+pub fn build(document: &[u8], identity: &Identity, built_at: Timestamp) -> Result<Vec<u8>, String> {
+    let policy =
+        Policy::parse(document).map_err(|e| format!("the policy does not validate: {e}"))?;
+    let blocks = blocks(&policy)?;
+
+    let nbuckets = (blocks.len() * 2).next_power_of_two().max(16);
+    let table_offset = HEADER_LEN;
+    let mut table = vec![0u8; nbuckets * ENTRY_LEN];
+    let mut data = Vec::new();
+    let data_offset = table_offset + table.len();
+    for b in &blocks {
+        let mut block = Vec::with_capacity(2 + b.key.len() + b.payload.len());
+        let key_len = u16::try_from(b.key.len()).map_err(|_| "index key too long".to_owned())?;
+        block.extend_from_slice(&key_len.to_le_bytes());
+        block.extend_from_slice(&b.key);
+        block.extend_from_slice(&b.payload);
+        let offset = (data_offset + data.len()) as u64;
+        let len = u32::try_from(block.len()).map_err(|_| "index block too large".to_owned())?;
+        let digest: [u8; 32] = Sha256::digest(&block).into();
+        data.extend_from_slice(&block);
+
+        let hash = fnv1a(b.kind, &b.key);
+        let mut slot = (hash as usize) & (nbuckets - 1);
+        loop {
+            let e = &mut table[slot * ENTRY_LEN..(slot + 1) * ENTRY_LEN];
+            if e[8..12] == [0, 0, 0, 0] {
+                e[0..8].copy_from_slice(&hash.to_le_bytes());
+                e[8..12].copy_from_slice(&(b.kind as u32).to_le_bytes());
+                e[12..16].copy_from_slice(&len.to_le_bytes());
+                e[16..24].copy_from_slice(&offset.to_le_bytes());
+                e[24..56].copy_from_slice(&digest);
+                break;
+            }
+            slot = (slot + 1) & (nbuckets - 1);
+        }
+    }
+
+    let mut out = Vec::with_capacity(data_offset + data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&u32::from(policy.frozen).to_le_bytes());
+    identity.write(&mut out);
+    out.extend_from_slice(&built_at.unix_seconds().to_le_bytes());
+    out.extend_from_slice(&built_at.subsec_nanos().to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(document));
+    out.extend_from_slice(&(nbuckets as u32).to_le_bytes());
+    debug_assert_eq!(out.len(), HEADER_LEN - 16);
+    let check = Sha256::digest(&out);
+    out.extend_from_slice(&check[..16]);
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    for (slot, e) in table.chunks_exact_mut(ENTRY_LEN).enumerate() {
+        let c = entry_check(&check[..16], slot as u64, e);
+        e[56..64].copy_from_slice(&c);
+    }
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// The user blocks and the certificate-revocation blocks of a policy.
+fn blocks(policy: &Policy<'_>) -> Result<Vec<Block>, String> {
+    // Grants by user, in document order.
+    let mut by_user: BTreeMap<&str, Vec<&Grant<'_>>> = BTreeMap::new();
+    for g in &policy.grants {
+        by_user.entry(g.user.as_str()).or_default().push(g);
+    }
+    // Revocations by what they name, keeping document order.
+    let mut by_grant: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_user_rev: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_principal: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_fp: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut certificate: BTreeMap<(u32, Vec<u8>), usize> = BTreeMap::new();
+    for (i, r) in policy.revocations.iter().enumerate() {
+        match &r.target {
+            Target::Grant(g) => by_grant.entry(g.as_str()).or_default().push(i),
+            Target::User(u) => by_user_rev.entry(u.as_str()).or_default().push(i),
+            Target::Principal(p) => by_principal.entry(p.as_str()).or_default().push(i),
+            Target::Fingerprint(fp) => {
+                by_fp.entry(fp.to_string()).or_default().push(i);
+                certificate
+                    .entry((Kind::Fingerprint as u32, fp.to_string().into_bytes()))
+                    .or_insert(i);
+            }
+            Target::KeyId(k) => {
+                certificate
+                    .entry((Kind::KeyId as u32, k.as_str().as_bytes().to_vec()))
+                    .or_insert(i);
+            }
+            Target::Serial(s) => {
+                certificate
+                    .entry((Kind::Serial as u32, s.to_string().into_bytes()))
+                    .or_insert(i);
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(by_user.len() + certificate.len());
+    for (user, grants) in by_user {
+        let mut revs: Vec<usize> = by_user_rev.get(user).cloned().unwrap_or_default();
+        for g in &grants {
+            revs.extend(by_grant.get(g.id.as_str()).into_iter().flatten());
+            match &g.subject {
+                Subject::Key(k) => {
+                    let fp: Fingerprint = k.fingerprint();
+                    revs.extend(by_fp.get(&fp.to_string()).into_iter().flatten());
+                }
+                Subject::Principal(p) => {
+                    revs.extend(by_principal.get(p.as_str()).into_iter().flatten());
+                }
+            }
+        }
+        revs.sort_unstable();
+        revs.dedup();
+        let sub = Policy {
+            version: 1,
+            serial: policy.serial,
+            frozen: policy.frozen,
+            grants: grants.into_iter().cloned().collect(),
+            revocations: revs
+                .iter()
+                .map(|&i| policy.revocations[i].clone())
+                .collect::<Vec<Revocation<'_>>>(),
+        };
+        let json = serde_json::to_vec(&sub).map_err(|e| e.to_string())?;
+        let mut payload = Vec::with_capacity(4 + 4 * revs.len() + json.len());
+        payload.extend_from_slice(&(revs.len() as u32).to_le_bytes());
+        for &i in &revs {
+            payload.extend_from_slice(&(i as u32).to_le_bytes());
+        }
+        payload.extend_from_slice(&json);
+        out.push(Block {
+            kind: Kind::User,
+            key: user.as_bytes().to_vec(),
+            payload,
+        });
+    }
+    for ((kind, key), i) in certificate {
+        let kind = super::Kind::from_u32(kind).ok_or("bad kind")?;
+        out.push(Block {
+            kind,
+            key,
+            payload: (i as u32).to_le_bytes().to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// The index path of a policy path.
+pub fn index_path(policy: &Path) -> PathBuf {
+    let mut s = policy.as_os_str().to_owned();
+    s.push(SUFFIX);
+    PathBuf::from(s)
+}
+
+/// What `write_for` wrote.
+#[derive(Debug)]
+pub struct Written {
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub document_bytes: usize,
+}
+
+/// Reads the policy file at `policy_path` (with the usual permission
+/// checks), builds its index and writes it beside it: temp file (0644, the
+/// policy's owner) in the same directory, fsync, rename, fsync of the
+/// directory.
+///
+/// The file is read only once its last change is at least [`RACY_WINDOW`]
+/// old (waiting if need be), and its identity is taken before and checked
+/// after the read: any later edit then shows in ctime, so the index can
+/// never be mistaken for a description of a newer version.
+pub fn write_for(policy_path: &Path) -> io::Result<Written> {
+    let (document, identity, read_at) = read_settled(policy_path)?;
+    let bytes = build(&document, &identity, read_at).map_err(io::Error::other)?;
+    let target = index_path(policy_path);
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("policy.idx"),
+        std::process::id()
+    ));
+    {
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        let written = f
+            .write_all(&bytes)
+            .and_then(|()| {
+                // Same owner as the policy, so the helper's checks treat both alike.
+                std::os::unix::fs::fchown(&f, Some(identity_owner(policy_path)?), None)
+            })
+            .and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    if let Err(e) = fs::rename(&tmp, &target) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::File::open(dir)?.sync_all()?;
+    Ok(Written {
+        path: target,
+        bytes: bytes.len(),
+        document_bytes: document.len(),
+    })
+}
+
+fn identity_owner(path: &Path) -> io::Result<u32> {
+    Ok(fs::metadata(path)?.uid())
+}
+
+/// The document, its identity, and a time before the read that is at
+/// least `RACY_WINDOW` after its last change.
+fn read_settled(path: &Path) -> io::Result<(Vec<u8>, Identity, Timestamp)> {
+    for _ in 0..10 {
+        let f = open_secure(path, MAX_DOCUMENT_BYTES).map_err(io::Error::other)?;
+        let identity = Identity::of(&f.meta);
+        let changed = Timestamp::from_unix(identity.ctime.0, identity.ctime.1)
+            .max(Timestamp::from_unix(identity.mtime.0, identity.mtime.1));
+        let settled = changed.saturating_add(RACY_WINDOW);
+        let now = Timestamp::now();
+        if now < settled {
+            std::thread::sleep(now.until(settled));
+            continue;
+        }
+        let document = f.read_all().map_err(io::Error::other)?;
+        let after = open_secure(path, MAX_DOCUMENT_BYTES).map_err(io::Error::other)?;
+        if Identity::of(&after.meta) == identity {
+            return Ok((document, identity, now));
+        }
+    }
+    Err(io::Error::other(
+        "the policy file keeps changing; index not written",
+    ))
+}

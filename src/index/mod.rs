@@ -1,0 +1,174 @@
+//! The policy index: a binary file beside the policy (`policy.json.idx`)
+//! that lets the login path read one user's part of a large policy instead
+//! of parsing the whole document on every call.
+//!
+//! It is derived only from a document that validated, by root (the admin
+//! commands and `sshjit index` write it), and trusted only while it still
+//! describes the policy file exactly: the header records the file's device,
+//! inode, size, mtime and ctime, and the helper compares them with an fstat
+//! of the open policy. Any edit changes them (ctime cannot be set from user
+//! space; an admin's rename gives a new inode). An index built less than
+//! [`RACY_WINDOW`] after the policy's last change is not trusted, because a
+//! second edit within one timestamp tick could leave every field equal
+//! (the "racy git" problem); the builder waits out that window before it
+//! reads the policy, so its own index is never racy. Whenever the index is missing, stale, racy or
+//! damaged, the helper parses the whole document as before.
+//!
+//! Each user's part is a small policy document of its own — that user's
+//! grants and every revocation that can name them — which the helper still
+//! parses and validates and evaluates with the same pure `evaluate`; its
+//! SHA-256 is in the table entry that points to it. Revocations of
+//! certificates (key ID, serial, fingerprint) have entries of their own.
+//!
+//! Layout (little-endian):
+//!
+//! ```text
+//! header   128 bytes: magic "SSHJITX1", version, flags, file identity,
+//!                     build time, SHA-256 of the policy, table size, and
+//!                     the first 16 bytes of the SHA-256 of the above
+//! table    nbuckets x 64 bytes, open addressing on FNV-1a of the key:
+//!                     hash u64, kind u32, len u32, offset u64, SHA-256 of
+//!                     the block, and a check of the entry itself (empty
+//!                     ones too, so a damaged entry can never end a probe
+//!                     early and hide a revocation)
+//! blocks   [u16 key length][key][payload]
+//!            user block payload: [u32 n][u32 original revocation index] x n,
+//!                                then the sub-document (JSON)
+//!            certificate revocation payload: [u32 original revocation index]
+//! ```
+
+mod build;
+mod lookup;
+
+use std::fmt;
+use std::fs::Metadata;
+use std::path::Path;
+use std::time::Duration;
+
+pub use build::{Written, build, index_path, write_for};
+pub use lookup::{Identity, Index, IndexLookup, ReadAt, UserPart};
+
+use crate::policy::{Fingerprint, KeyId};
+use crate::source::file::{FileError, open_secure};
+
+/// File name of the index of `policy.json`: `policy.json.idx`.
+pub const SUFFIX: &str = ".idx";
+/// Largest index accepted.
+pub const MAX_INDEX_BYTES: u64 = 1 << 30;
+/// How long after the policy's last change an index must have been built to
+/// be trusted.
+pub const RACY_WINDOW: Duration = Duration::from_millis(100);
+
+const MAGIC: &[u8; 8] = b"SSHJITX1";
+const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 128;
+const ENTRY_LEN: usize = 64;
+
+/// Kinds of table entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum Kind {
+    Empty = 0,
+    User = 1,
+    KeyId = 2,
+    Serial = 3,
+    Fingerprint = 4,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            0 => Kind::Empty,
+            1 => Kind::User,
+            2 => Kind::KeyId,
+            3 => Kind::Serial,
+            4 => Kind::Fingerprint,
+            _ => return None,
+        })
+    }
+}
+
+/// The check of table entry `slot`: 8 bytes of SHA-256 over the header's
+/// own check, the slot number and the entry's other 56 bytes.
+fn entry_check(header_check: &[u8], slot: u64, entry: &[u8]) -> [u8; 8] {
+    use ssh_key::sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(header_check);
+    h.update(slot.to_le_bytes());
+    h.update(&entry[..56]);
+    h.finalize()[..8].try_into().unwrap()
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (unlike std's
+/// hasher). Collisions only cost a probe: every entry's key is compared.
+fn fnv1a(kind: Kind, key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in (kind as u32).to_le_bytes().iter().chain(key) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Why an index was not used.
+#[derive(Debug)]
+pub enum IndexError {
+    Missing,
+    /// It describes another version of the policy file.
+    Stale,
+    /// Built too soon after the policy's last change to be sure.
+    Racy,
+    /// Unreadable, refused by the permission checks, or corrupt.
+    Damaged(String),
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexError::Missing => f.write_str("missing"),
+            IndexError::Stale => f.write_str("stale"),
+            IndexError::Racy => f.write_str("racy"),
+            IndexError::Damaged(why) => write!(f, "damaged: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// The short word for the decision line.
+impl IndexError {
+    pub fn word(&self) -> &'static str {
+        match self {
+            IndexError::Missing => "missing",
+            IndexError::Stale => "stale",
+            IndexError::Racy => "racy",
+            IndexError::Damaged(_) => "damaged",
+        }
+    }
+}
+
+/// The presented certificate's key ID, serial and fingerprint.
+pub type Certificate<'r> = (Option<&'r KeyId<'r>>, Option<u64>, Option<Fingerprint>);
+
+/// Looks `user` up in the index beside the policy file whose open handle's
+/// fstat is `policy_meta`. The index file passes the same permission checks
+/// as the policy.
+pub fn lookup_file(
+    policy_path: &Path,
+    policy_meta: &Metadata,
+    user: &str,
+    certificate: Option<Certificate<'_>>,
+) -> Result<IndexLookup, IndexError> {
+    let path = index_path(policy_path);
+    let file = match open_secure(&path, MAX_INDEX_BYTES as usize) {
+        Ok(f) => f,
+        Err(FileError::NotFound(_)) => return Err(IndexError::Missing),
+        Err(e) => return Err(IndexError::Damaged(e.to_string())),
+    };
+    let len = file.meta.len();
+    let index = Index::open((file.file, len), &Identity::of(policy_meta))?;
+    index.lookup(user, certificate)
+}
+
+#[cfg(test)]
+mod tests;
