@@ -5,10 +5,12 @@
 //! grant's window): no panic; every printed line reads back with sshd's
 //! grammar, carries an expiry sshd still accepts at that instant and no
 //! later than its grants' end, and belongs to grants valid at that instant;
-//! nothing revoked is printed, and nothing but break-glass while frozen.
+//! nothing revoked is printed, and nothing but break-glass while frozen;
+//! and the policy index gives the same answers as the whole document.
 
 use std::time::Duration;
 
+use sshjit::index::{self, Identity, Index};
 use sshjit::policy::evaluate::{certificate_revocation, refusals, revocation_of};
 use sshjit::policy::{
     Decision, Denial, HostName, KeyId, Mode, Policy, Request, Subject, Target, Username,
@@ -17,8 +19,21 @@ use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
 use sshjit::render::{ExpiryStyle, render};
 use sshjit::time::{Civil, Timestamp, civil_to_unix};
 
-/// Checks every invariant for requests derived from `policy`.
-pub fn check_policy(policy: &Policy<'_>) {
+/// Checks every invariant for requests derived from `policy`, the exact
+/// bytes it was parsed from: including that its index answers every such
+/// request exactly as the whole document does.
+pub fn check_policy(document: &[u8], policy: &Policy<'_>) {
+    let identity = Identity {
+        dev: 1,
+        ino: 2,
+        size: document.len() as u64,
+        mtime: (1_700_000_000, 0),
+        ctime: (1_700_000_000, 0),
+    };
+    let index_bytes = index::build(document, &identity, Timestamp::from_unix(1_700_000_100, 0))
+        .expect("a valid policy indexes");
+    let index = Index::open(&index_bytes[..], &identity).expect("a fresh index opens");
+
     // What is written back is what was read.
     let again = policy.to_document().expect("a valid policy serializes");
     assert_eq!(Policy::parse(&again).expect("and parses again"), *policy);
@@ -88,7 +103,9 @@ pub fn check_policy(policy: &Policy<'_>) {
         for host in &hosts {
             for &now in &instants {
                 for mode in modes {
-                    check(policy, &Request { user, host, mode }, now);
+                    let req = Request { user, host, mode };
+                    check(policy, &req, now);
+                    check_indexed(policy, &index, &req, now);
                 }
             }
         }
@@ -166,6 +183,52 @@ fn check(policy: &Policy<'_>, req: &Request<'_>, now: Timestamp) {
                 }
             }
         }
+    }
+}
+
+/// The index's answer for `req` equals the whole document's.
+fn check_indexed(policy: &Policy<'_>, index: &Index<&[u8]>, req: &Request<'_>, now: Timestamp) {
+    let certificate = match req.mode {
+        Mode::Keys { .. } => None,
+        Mode::Principals {
+            key_id,
+            serial,
+            fingerprint,
+        } => Some((key_id, serial, fingerprint)),
+    };
+    let found = index
+        .lookup(req.user.as_str(), certificate)
+        .expect("lookup in a fresh index");
+    let whole = sshjit::policy::evaluate(policy, req, now);
+    if let Some(r) = found.certificate_revocation {
+        assert_eq!(
+            whole,
+            Decision::Deny(Denial::CertificateRevoked { revocation: r })
+        );
+        return;
+    }
+    let part = Policy::parse(&found.part.document).expect("the user's part validates");
+    let got = sshjit::policy::evaluate(&part, req, now);
+    let ids = |d: &Decision<'_, '_>| match d {
+        Decision::Allow(v) => Some(v.iter().map(|g| g.id.to_string()).collect::<Vec<_>>()),
+        Decision::Deny(Denial::NoValidGrant) => Some(vec![]),
+        Decision::Deny(Denial::CertificateRevoked { .. }) => None,
+    };
+    assert_eq!(
+        ids(&got),
+        ids(&whole),
+        "index and document disagree for {:?}",
+        req.mode
+    );
+    for g in &part.grants {
+        let original = policy
+            .grant(g.id.as_str())
+            .expect("grant from the document");
+        assert_eq!(g, original);
+        assert_eq!(
+            revocation_of(&part, g).map(|i| found.part.revocation_indices[i]),
+            revocation_of(policy, original)
+        );
     }
 }
 

@@ -67,6 +67,8 @@ enum Command {
     },
     /// Validate the policy (and the config); print where an error is and how to fix it
     Check,
+    /// Build the policy index (the admin commands keep it current; run after a hand edit)
+    Index,
     /// Explain, grant by grant, why USER may or may not log in
     Explain {
         #[arg(value_name = "USER")]
@@ -132,6 +134,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             started,
         ),
         Command::Check => admin::check::run(&globals),
+        Command::Index => admin::index::run(&globals),
         Command::Explain {
             user,
             at,

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{Line, Severity, Syslog};
 use crate::config::{self, Config, ConfigError};
+use crate::index::{self, IndexLookup};
 use crate::policy::{
     Decision, Denial, Fingerprint, HostName, KeyId, Mode, Policy, PolicyError, Request, Username,
     evaluate, types::parse_serial,
 };
 use crate::render::{self, RenderError};
-use crate::source::{self, SourceError};
+use crate::source::{self, Fetched, SourceError};
 use crate::system;
 use crate::time::Timestamp;
 use crate::{Globals, exit};
@@ -174,10 +175,45 @@ fn decide(
     line.field("host", host.as_str());
 
     let sources = crate::sources(globals, &config).map_err(LoginError::Argument)?;
-    let doc = source::fetch(&sources).map_err(LoginError::Source)?;
-    line.field("source", &doc.origin);
-    let policy = Policy::parse(&doc.bytes).map_err(|error| LoginError::Policy {
-        origin: doc.origin.clone(),
+    let certificate = match mode {
+        Mode::Keys { .. } => None,
+        Mode::Principals {
+            key_id,
+            serial,
+            fingerprint,
+        } => Some((key_id, serial, fingerprint)),
+    };
+    // A local policy with a fresh index: read only this user's part.
+    let mut index_status = "none";
+    let fetched = source::fetch_with(&sources, |path, file| {
+        match index::lookup_file(path, &file.meta, user.as_str(), certificate) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                index_status = e.word();
+                None
+            }
+        }
+    })
+    .map_err(LoginError::Source)?;
+    let (origin, bytes, part) = match fetched {
+        Fetched::Document(doc) => (doc.origin, doc.bytes, None),
+        Fetched::Shortcut { origin, value } => {
+            index_status = "used";
+            let IndexLookup {
+                part,
+                certificate_revocation,
+            } = value;
+            (
+                origin,
+                part.document,
+                Some((part.revocation_indices, certificate_revocation)),
+            )
+        }
+    };
+    line.field("source", &origin);
+    line.field("index", index_status);
+    let policy = Policy::parse(&bytes).map_err(|error| LoginError::Policy {
+        origin: origin.clone(),
         error,
     })?;
     if let Some(s) = policy.serial {
@@ -193,7 +229,23 @@ fn decide(
         mode,
     };
     let now = Timestamp::now();
-    let valid = match evaluate(&policy, &req, now) {
+    // With the index, a revoked certificate is found in its own table; the
+    // user's part numbers its revocations differently from the document.
+    let decision = match &part {
+        Some((_, Some(revocation))) => Decision::Deny(Denial::CertificateRevoked {
+            revocation: *revocation,
+        }),
+        Some((indices, None)) => match evaluate(&policy, &req, now) {
+            Decision::Deny(Denial::CertificateRevoked { revocation }) => {
+                Decision::Deny(Denial::CertificateRevoked {
+                    revocation: indices.get(revocation).copied().unwrap_or(revocation),
+                })
+            }
+            other => other,
+        },
+        None => evaluate(&policy, &req, now),
+    };
+    let valid = match decision {
         Decision::Allow(valid) => valid,
         Decision::Deny(denial) => {
             line.field("outcome", "none");

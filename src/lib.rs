@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod helper;
+pub mod index;
 pub mod policy;
 pub mod render;
 pub mod source;

@@ -10,6 +10,6 @@ mod invariants;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(policy) = Policy::parse(data) {
-        invariants::check_policy(&policy);
+        invariants::check_policy(data, &policy);
     }
 });

@@ -9,7 +9,7 @@ use crate::time::Timestamp;
 use crate::{Globals, cli, exit};
 
 pub fn run(globals: &Globals) -> u8 {
-    let (_, doc) = match super::fetch(globals) {
+    let (config, doc) = match super::fetch(globals) {
         Ok(x) => x,
         Err(e) => {
             cli::eprint(&format!("error: {e}\n"));
@@ -38,7 +38,16 @@ pub fn run(globals: &Globals) -> u8 {
             return exit::DENIED;
         }
     };
-    cli::print(&summary(&doc.origin, &policy, Timestamp::now()))
+    let mut out = summary(&doc.origin, &policy, Timestamp::now());
+    // The index of the file the document came from.
+    let used = crate::sources(globals, &config)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|s| s.to_string() == doc.origin);
+    if let Some(crate::source::Source::File(path)) = used {
+        out.push_str(&super::index::status(&path, &doc.bytes));
+    }
+    cli::print(&out)
 }
 
 /// The one-paragraph report of a valid document, with warnings.

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod index;
 
 use crate::Globals;
 use crate::config::{self, Config};

@@ -74,12 +74,32 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// What a source gave: the whole document, or what a shortcut made of an
+/// open local file without reading it (the policy index).
+#[derive(Debug)]
+pub enum Fetched<T> {
+    Document(Document),
+    Shortcut { origin: String, value: T },
+}
+
 /// Fetches from the first source that is available, in order.
 pub fn fetch(sources: &[Source]) -> Result<Document, SourceError> {
+    match fetch_with(sources, |_, _| None::<()>)? {
+        Fetched::Document(d) => Ok(d),
+        Fetched::Shortcut { .. } => unreachable!("no shortcut was offered"),
+    }
+}
+
+/// Like `fetch`, but a local file that passed the permission checks is
+/// first offered to `shortcut`; when it returns a value, the file is not read.
+pub fn fetch_with<T>(
+    sources: &[Source],
+    mut shortcut: impl FnMut(&std::path::Path, &file::SecureFile) -> Option<T>,
+) -> Result<Fetched<T>, SourceError> {
     let mut last = None;
     for source in sources {
-        match fetch_one(source) {
-            Ok(doc) => return Ok(doc),
+        match fetch_one(source, &mut shortcut) {
+            Ok(f) => return Ok(f),
             Err(e) if e.is_unavailable() => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -89,11 +109,21 @@ pub fn fetch(sources: &[Source]) -> Result<Document, SourceError> {
     }))
 }
 
-fn fetch_one(source: &Source) -> Result<Document, SourceError> {
+fn fetch_one<T>(
+    source: &Source,
+    shortcut: &mut impl FnMut(&std::path::Path, &file::SecureFile) -> Option<T>,
+) -> Result<Fetched<T>, SourceError> {
     match source {
-        Source::File(path) => Ok(Document {
-            bytes: file::read_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?,
-            origin: path.display().to_string(),
-        }),
+        Source::File(path) => {
+            let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
+            let origin = path.display().to_string();
+            if let Some(value) = shortcut(path, &f) {
+                return Ok(Fetched::Shortcut { origin, value });
+            }
+            Ok(Fetched::Document(Document {
+                bytes: f.read_all().map_err(SourceError::File)?,
+                origin,
+            }))
+        }
     }
 }

@@ -916,3 +916,184 @@ fn explain_says_why() {
     ])
     .assert_denied();
 }
+
+fn sshjit_index(policy: &std::path::Path, config: &std::path::Path) -> Run {
+    run(&[
+        "index",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn the_index_is_used_only_while_it_describes_the_policy() {
+    let dir = TestDir::new("index");
+    let config = dir.config("");
+    let d1 = doc(
+        vec![
+            key_grant("g-1", "deploy", KEY_A),
+            key_grant("g-2", "other", KEY_B),
+        ],
+        vec![],
+    );
+    let policy = dir.policy(&d1);
+    let keys = |p: &std::path::Path| {
+        run(&[
+            "keys",
+            "deploy",
+            "--policy",
+            p.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--host",
+            "h",
+        ])
+    };
+    let r = keys(&policy);
+    r.assert_ok();
+    assert!(r.stderr.contains("index=missing"), "{}", r.stderr);
+    let whole = r.stdout.clone();
+
+    let i = sshjit_index(&policy, &config);
+    i.assert_ok();
+    assert!(i.stdout.starts_with("indexed "), "{i:?}");
+    let r = keys(&policy);
+    r.assert_ok();
+    assert!(r.stderr.contains("index=used"), "{}", r.stderr);
+    assert_eq!(r.stdout, whole, "the index gives the same answer");
+    let c = run(&[
+        "check",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        c.stdout.contains("is current and used by the login path"),
+        "{}",
+        c.stdout
+    );
+
+    // An edit without re-indexing: the index is stale and the new document
+    // decides (here: g-1 revoked).
+    let d2 = doc(
+        vec![
+            key_grant("g-1", "deploy", KEY_A),
+            key_grant("g-2", "other", KEY_B),
+        ],
+        vec![json!({"grant": "g-1"})],
+    );
+    dir.policy(&d2);
+    let r = keys(&policy);
+    r.assert_ok();
+    assert!(r.stderr.contains("index=stale"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "the revocation in the new document wins");
+    let c = run(&[
+        "check",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(c.stdout.contains("not used (stale)"), "{}", c.stdout);
+
+    // Re-indexed: used again, with the revocation.
+    sshjit_index(&policy, &config).assert_ok();
+    let r = keys(&policy);
+    assert!(
+        r.stderr.contains("index=used") && r.stdout.is_empty(),
+        "{r:?}"
+    );
+
+    // A damaged or insecure index is not used; the document still decides.
+    let idx = dir.join("policy.json.idx");
+    let mut bytes = fs::read(&idx).unwrap();
+    bytes[100] ^= 1; // inside the header, under its checksum
+    write_file(&idx, &bytes, 0o644);
+    let r = keys(&policy);
+    r.assert_ok();
+    assert!(
+        r.stderr.contains("index=damaged") && r.stdout.is_empty(),
+        "{r:?}"
+    );
+    sshjit_index(&policy, &config).assert_ok();
+    fs::set_permissions(&idx, fs::Permissions::from_mode(0o666)).unwrap();
+    let r = keys(&policy);
+    assert!(r.stderr.contains("index=damaged"), "{}", r.stderr);
+
+    // An index of an invalid document is refused, and the old one kept.
+    sshjit_index(&policy, &config).assert_ok();
+    dir.write("policy.json", "{\"version\": 1, \"grnats\": []}");
+    let i = sshjit_index(&policy, &config);
+    i.assert_denied();
+    assert!(i.stderr.contains("does not validate"), "{i:?}");
+    keys(&policy).assert_denied();
+}
+
+#[test]
+fn the_index_answers_certificates_like_the_document() {
+    let dir = TestDir::new("index-cert");
+    let config = dir.config("");
+    let d = doc(
+        vec![
+            principal_grant("g-1", "deploy", "alice"),
+            key_grant("g-2", "deploy", KEY_A),
+        ],
+        vec![
+            json!({"serial": 5}),
+            json!({"key_id": "alice@corp"}),
+            json!({"fingerprint": FP_B}),
+        ],
+    );
+    let policy = dir.policy(&d);
+    let p = policy.to_str().unwrap();
+    let c = config.to_str().unwrap();
+    let cases: [&[&str]; 4] = [
+        &["--key-id", "bob@corp", "--serial", "6"],
+        &["--key-id", "alice@corp", "--serial", "6"],
+        &["--key-id", "bob@corp", "--serial", "5"],
+        &["--key-id", "bob@corp", "--fingerprint", FP_B],
+    ];
+    let ask = |extra: &[&str]| {
+        let mut args = vec![
+            "principals",
+            "deploy",
+            "--policy",
+            p,
+            "--config",
+            c,
+            "--host",
+            "h",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let without: Vec<Run> = cases.iter().map(|a| ask(a)).collect();
+    sshjit_index(&policy, &config).assert_ok();
+    for (a, before) in cases.iter().zip(&without) {
+        let after = ask(a);
+        after.assert_ok();
+        assert!(after.stderr.contains("index=used"), "{}", after.stderr);
+        assert_eq!(after.stdout, before.stdout, "{a:?}");
+        // The outcome and its reason, without the latency.
+        let reason = |r: &Run| {
+            r.stderr
+                .split("outcome=")
+                .nth(1)
+                .and_then(|s| s.split(" latency_us=").next())
+                .map(str::to_owned)
+        };
+        assert_eq!(reason(&after), reason(before), "{a:?}");
+    }
+    assert!(without[0].stdout.contains("alice"));
+    for r in &without[1..] {
+        assert_eq!(r.stdout, "");
+        assert!(
+            r.stderr.contains("reason=certificate-revoked"),
+            "{}",
+            r.stderr
+        );
+    }
+}

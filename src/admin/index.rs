@@ -1,0 +1,79 @@
+//! `sshjit index`: (re)build the policy index that lets the login path read
+//! one user's part of a large policy. The admin commands keep it current;
+//! run this after editing the policy by hand.
+
+use crate::config;
+use crate::source::Source;
+use crate::{Globals, cli, exit, index};
+
+pub fn run(globals: &Globals) -> u8 {
+    let config = match config::load(globals.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            cli::eprint(&format!("error: {e}\n"));
+            return exit::DENIED;
+        }
+    };
+    let sources = match crate::sources(globals, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            cli::eprint(&format!("error: {e}\n"));
+            return exit::USAGE;
+        }
+    };
+    let mut code = exit::OK;
+    let mut out = String::new();
+    for source in &sources {
+        let Source::File(path) = source;
+        match index::write_for(path) {
+            Ok(w) => out.push_str(&format!(
+                "indexed {}: {} bytes of policy, {} bytes of index in {}\n",
+                path.display(),
+                w.document_bytes,
+                w.bytes,
+                w.path.display()
+            )),
+            Err(e) => {
+                cli::eprint(&format!("error: {}: {e}\n", path.display()));
+                code = exit::DENIED;
+            }
+        }
+    }
+    let printed = cli::print(&out);
+    if code == exit::OK { printed } else { code }
+}
+
+/// One line for `check`: whether the index is in use, and that it matches
+/// the document byte for byte.
+pub fn status(path: &std::path::Path, document: &[u8]) -> String {
+    use ssh_key::sha2::{Digest, Sha256};
+    let meta = match crate::source::file::open_secure(path, crate::policy::MAX_DOCUMENT_BYTES) {
+        Ok(f) => f.meta,
+        Err(e) => return format!("index: cannot check: {e}\n"),
+    };
+    let idx = index::index_path(path);
+    let file = match crate::source::file::open_secure(&idx, index::MAX_INDEX_BYTES as usize) {
+        Ok(f) => f,
+        Err(crate::source::file::FileError::NotFound(_)) => {
+            return "index: none (large policies are faster with one: run `sshjit index`)\n".into();
+        }
+        Err(e) => return format!("index: refused: {e}\n"),
+    };
+    let len = file.meta.len();
+    match index::Index::open((file.file, len), &index::Identity::of(&meta)) {
+        Ok(i) if i.policy_sha256[..] == Sha256::digest(document)[..] => {
+            format!(
+                "index: {} is current and used by the login path\n",
+                idx.display()
+            )
+        }
+        Ok(_) => format!(
+            "index: {} does not match the document's contents: run `sshjit index`\n",
+            idx.display()
+        ),
+        Err(e) => format!(
+            "index: {} not used ({e}): the login path reads the whole document; run `sshjit index`\n",
+            idx.display()
+        ),
+    }
+}
