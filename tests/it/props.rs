@@ -112,14 +112,14 @@ proptest! {
         // Generated commands and from patterns may be invalid on purpose:
         // then the document must be refused whole, which is also fine.
         if let Ok(policy) = Policy::parse(&doc) {
-            invariants::check_policy(&policy);
+            invariants::check_policy(&doc, &policy);
         }
     }
 
     #[test]
     fn any_bytes_are_refused_or_hold(doc in proptest::collection::vec(any::<u8>(), 0..256)) {
         if let Ok(policy) = Policy::parse(&doc) {
-            invariants::check_policy(&policy);
+            invariants::check_policy(&doc, &policy);
         }
     }
 }

@@ -1,0 +1,144 @@
+//! A login storm through a real sshd: 200 logins, 20 at a time, with the
+//! helper reading a 10,000-grant policy and its index — first with the
+//! policy still, then while it is rewritten and re-indexed in a loop (so
+//! calls see a current index, a stale one, or none). Every login must succeed (the
+//! user's grant is in every version) and no helper call may fail: each one
+//! sees either the old or the new document, never a torn one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+
+use serde_json::json;
+
+use crate::support::sshd::{ClientKey, Options, Sshd, USER_A};
+use crate::support::synthetic;
+use crate::support::*;
+
+const LOGINS: usize = 200;
+const PARALLEL: usize = 20;
+
+/// Runs the storm; returns the number of failed logins with a sample.
+fn storm(sshd: &Arc<Sshd>, key: &ClientKey) -> (usize, Option<String>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sample = Arc::new(std::sync::Mutex::new(None));
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (sshd, key, next, failed, sample) = (
+                Arc::clone(sshd),
+                key.clone(),
+                Arc::clone(&next),
+                Arc::clone(&failed),
+                Arc::clone(&sample),
+            );
+            thread::spawn(move || {
+                while next.fetch_add(1, Ordering::SeqCst) < LOGINS {
+                    let l = sshd.login(USER_A, &key, "echo storm-ok");
+                    if !(l.succeeded() && l.stdout.contains("storm-ok")) {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        sample.lock().unwrap().get_or_insert(format!("{l:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let sample = sample.lock().unwrap().clone();
+    (failed.load(Ordering::SeqCst), sample)
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn login_storm_with_a_large_policy_still_and_while_rewritten() {
+    let keys = TestDir::new("storm-keys");
+    let key = ClientKey::generate(&keys.path, "storm");
+    let mine = key_grant("g-storm", USER_A, &key.public_line);
+    let (doc_bytes, _) = synthetic::policy(10_000, vec![mine.clone()]);
+    let doc: serde_json::Value = serde_json::from_slice(&doc_bytes).unwrap();
+    let sshd = Arc::new(Sshd::start("storm", &doc, Options::default()));
+    sshd.index();
+
+    let (failed, sample) = storm(&sshd, &key);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {LOGINS} logins failed, e.g. {sample:?}\n{}",
+        sshd.diagnostics()
+    );
+
+    // Now rewrite the policy continuously: add and drop an unrelated grant
+    // and a revocation, bumping the serial, as admin edits do.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rewrites = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (sshd, stop, rewrites, mut doc) = (
+            Arc::clone(&sshd),
+            Arc::clone(&stop),
+            Arc::clone(&rewrites),
+            doc.clone(),
+        );
+        thread::spawn(move || {
+            let base_grants = doc["grants"].as_array().unwrap().len();
+            let mut serial = 1u64;
+            while !stop.load(Ordering::SeqCst) {
+                serial += 1;
+                doc["serial"] = json!(serial);
+                let grants = doc["grants"].as_array_mut().unwrap();
+                if grants.len() > base_grants {
+                    grants.pop();
+                    doc["revocations"].as_array_mut().unwrap().pop();
+                } else {
+                    grants.push(key_grant(
+                        &format!("g-extra-{serial}"),
+                        "user7",
+                        synthetic::random_key(&mut synthetic::Rng::new(serial), "x").as_str(),
+                    ));
+                    doc["revocations"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"grant": format!("g-extra-{serial}")}));
+                }
+                sshd.set_policy(&doc);
+                sshd.index();
+                rewrites.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let (failed, sample) = storm(&sshd, &key);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(
+        failed, 0,
+        "{failed} of {LOGINS} logins failed while rewriting, e.g. {sample:?}"
+    );
+    assert!(
+        rewrites.load(Ordering::SeqCst) >= 2,
+        "the policy was rewritten only {} times",
+        rewrites.load(Ordering::SeqCst)
+    );
+
+    // Every helper call is in the log and none failed.
+    let log = sshd.syslog.contents();
+    assert!(wait_until(std::time::Duration::from_secs(10), || count(
+        &sshd.syslog.contents(),
+        "matched=g-storm"
+    ) >= 2
+        * LOGINS));
+    assert_eq!(
+        count(&log, "outcome=error"),
+        0,
+        "helper failures:\n{}",
+        log.lines()
+            .filter(|l| l.contains("outcome=error"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(keys);
+}
