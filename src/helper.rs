@@ -16,7 +16,7 @@ use crate::policy::{
     evaluate, types::parse_serial,
 };
 use crate::render::{self, RenderError};
-use crate::source::{self, SourceError};
+use crate::source::{self, Query, SourceError};
 use crate::system;
 use crate::time::Timestamp;
 use crate::{Globals, exit};
@@ -109,7 +109,7 @@ pub fn run(globals: &Globals, args: &LoginArgs, started: Instant) -> u8 {
             return exit::INTERNAL;
         }
     };
-    let result = decide(globals, args, &mut line, &mut syslog, &watchdog);
+    let result = decide(globals, args, &mut line, &mut syslog, &watchdog, started);
     let (severity, code) = match &result {
         Ok(severity) => (*severity, exit::OK),
         Err(e) => {
@@ -131,6 +131,7 @@ fn decide(
     line: &mut Line,
     syslog: &mut Syslog,
     watchdog: &Watchdog,
+    started: Instant,
 ) -> Result<Severity, LoginError> {
     let user =
         Username::new(args.user.as_str()).map_err(|e| LoginError::Argument(e.to_string()))?;
@@ -174,10 +175,30 @@ fn decide(
     line.field("host", host.as_str());
 
     let sources = crate::sources(globals, &config).map_err(LoginError::Argument)?;
-    let doc = source::fetch(&sources).map_err(LoginError::Source)?;
-    line.field("source", &doc.origin);
-    let policy = Policy::parse(&doc.bytes).map_err(|error| LoginError::Policy {
-        origin: doc.origin.clone(),
+    let fetch_req = source::Request {
+        query: Query {
+            user: Some(user.as_str()),
+            host: Some(host.as_str()),
+            mode: Some(args.mode.as_str()),
+        },
+        deadline: source::network_deadline(started, config.timeout),
+        persist: true,
+    };
+    let fetched = source::fetch(&sources, &config.fetch, &fetch_req).map_err(LoginError::Source)?;
+    line.field("source", &fetched.doc.origin);
+    if !fetched.failures.is_empty() {
+        line.field("unavailable", &fetched.failures.join("; "));
+    }
+    if let Some(age) = fetched.cache_age {
+        line.field("cache", "hit")
+            .field("age_s", &age.as_secs().to_string());
+    }
+    if let Some(signer) = &fetched.signer {
+        line.field("signed_by", &signer.principals)
+            .field("signer_fp", &signer.fingerprint);
+    }
+    let policy = Policy::parse(&fetched.doc.bytes).map_err(|error| LoginError::Policy {
+        origin: fetched.doc.origin.clone(),
         error,
     })?;
     if let Some(s) = policy.serial {
@@ -186,6 +207,26 @@ fn decide(
     if policy.frozen {
         line.field("frozen", "true");
     }
+    let accepted = source::accept(&fetched, policy.serial, &config.fetch, &fetch_req)
+        .map_err(LoginError::Source)?;
+    if let Some(from) = accepted.raised_from {
+        line.field(
+            "serial_raised_from",
+            &from.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+        );
+    }
+    if let Some(e) = &accepted.cache_error {
+        line.field("cache_error", e);
+    }
+    // An answer from the cache may lack what was published since: say so
+    // at warning level at least.
+    let stale = |s: Severity| {
+        if fetched.cache_age.is_some() {
+            s.min(Severity::Warning)
+        } else {
+            s
+        }
+    };
 
     let req = Request {
         user: &user,
@@ -203,7 +244,7 @@ fn decide(
                     .field("reason", "certificate-revoked")
                     .field("revocation", &revocation.to_string()),
             };
-            return Ok(Severity::Notice);
+            return Ok(stale(Severity::Notice));
         }
     };
     let rendered = render::render(&valid, config.expiry_time, now).map_err(LoginError::Render)?;
@@ -236,11 +277,11 @@ fn decide(
     }
     write_all_to_stdout(&rendered.text).map_err(LoginError::Output)?;
     line.field("outcome", "allow");
-    Ok(if break_glass.is_empty() {
+    Ok(stale(if break_glass.is_empty() {
         Severity::Info
     } else {
         Severity::Alert
-    })
+    }))
 }
 
 fn host_name(globals: &Globals, config: &Config) -> Result<HostName<'static>, LoginError> {

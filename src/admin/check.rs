@@ -9,13 +9,14 @@ use crate::time::Timestamp;
 use crate::{Globals, cli, exit};
 
 pub fn run(globals: &Globals) -> u8 {
-    let (_, doc) = match super::fetch(globals) {
+    let (config, fetched) = match super::fetch(globals, None) {
         Ok(x) => x,
         Err(e) => {
             cli::eprint(&format!("error: {e}\n"));
             return exit::DENIED;
         }
     };
+    let doc = &fetched.doc;
     let policy = match Policy::parse(&doc.bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -38,7 +39,24 @@ pub fn run(globals: &Globals) -> u8 {
             return exit::DENIED;
         }
     };
-    cli::print(&summary(&doc.origin, &policy, Timestamp::now()))
+    let note = match super::accept(&config, &fetched, policy.serial) {
+        Ok(n) => n,
+        Err(e) => {
+            cli::eprint(&format!(
+                "error: {e}\nevery login is denied until it is fixed\n"
+            ));
+            return exit::DENIED;
+        }
+    };
+    let mut out = summary(&doc.origin, &policy, Timestamp::now());
+    out.push_str(&note);
+    if let Some(age) = fetched.cache_age {
+        out.push_str(&format!(
+            "warning: served from the cache, {}s old\n",
+            age.as_secs()
+        ));
+    }
+    cli::print(&out)
 }
 
 /// The one-paragraph report of a valid document, with warnings.

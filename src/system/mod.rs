@@ -115,6 +115,13 @@ fn local_offset(unix: i64) -> Option<i64> {
     Some(i64::from(tm.tm_gmtoff))
 }
 
+/// Local calendar fields to Unix time exactly as OpenSSH reads a zone-less
+/// time (`expiry-time`, allowed_signers' `valid-after`): mktime with
+/// `tm_isdst = 0`.
+pub fn openssh_local_to_unix(c: &Civil) -> Option<i64> {
+    mktime_standard(c)
+}
+
 /// mktime on the fields with `tm_isdst = 0`, as sshd's parse_absolute_time does.
 #[allow(clippy::useless_conversion)]
 fn mktime_standard(c: &Civil) -> Option<i64> {
