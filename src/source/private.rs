@@ -202,18 +202,18 @@ impl PrivateDir {
         let meta = f.metadata().map_err(|e| err(&path, e.to_string()))?;
         self.check_file(&path, &meta)?;
         loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(f),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+            match system::try_lock_exclusive(&f) {
+                Ok(true) => return Ok(f),
+                Ok(false) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Err(fs::TryLockError::WouldBlock) => {
+                Ok(false) => {
                     return Err(err(
                         &path,
                         "lock still held by another sshjit at the deadline",
                     ));
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(err(&path, e.to_string())),
+                Err(e) => return Err(err(&path, e.to_string())),
             }
         }
     }

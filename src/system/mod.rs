@@ -147,3 +147,22 @@ fn zeroed_tm() -> libc::tm {
     // to the zone name, for which all-zero bytes is a valid value.
     unsafe { std::mem::zeroed() }
 }
+
+/// Tries to take an exclusive advisory lock (flock(2)) on an open file;
+/// `Ok(false)` when another process holds it. Released when the file is
+/// closed. (std's `File::try_lock` needs Rust 1.89; the crate's MSRV is 1.85.)
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` is borrowed;
+    // flock does not touch memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}

@@ -9,14 +9,14 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use ssh_encoding::base64::{Base64, Encoding};
 
 use crate::support::https::{
-    Behaviour, Pki, Response, Server, ServerOptions, refused_port, write_pem,
+    Behaviour, Pki, Response, Server, ServerOptions, SignKey, header_value, refused_port,
+    signing_key, ssh_sign, write_pem,
 };
 use crate::support::*;
 
@@ -339,50 +339,6 @@ fn failover_only_when_a_source_is_unavailable() {
         client_ca: None,
     });
     keys(&sources(&wrong.url("/p.json"))).0.assert_denied();
-}
-
-/// An ed25519 signing key made with ssh-keygen.
-struct SignKey {
-    private: PathBuf,
-    public_line: String,
-}
-
-fn signing_key(dir: &TestDir, name: &str) -> SignKey {
-    let private = dir.join(name);
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let public_line = fs::read_to_string(private.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    SignKey {
-        private,
-        public_line,
-    }
-}
-
-/// `ssh-keygen -Y sign -n namespace` over exactly `bytes`.
-fn ssh_sign(key: &SignKey, bytes: &[u8], namespace: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
-        .arg(&key.private)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn header_value(armored: &str) -> String {
-    Base64::encode_string(armored.as_bytes())
 }
 
 /// A state directory for the rollback guard (0700, ours).

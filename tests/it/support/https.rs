@@ -4,9 +4,11 @@
 //! status, send garbage or far too much. It records every request.
 
 use std::collections::HashMap;
+use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +19,8 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::TestDir;
 
 /// How the server answers, settable at any time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,6 +277,51 @@ impl Drop for Server {
 pub fn refused_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// An ed25519 signing key made with ssh-keygen.
+pub struct SignKey {
+    pub private: PathBuf,
+    pub public_line: String,
+}
+
+pub fn signing_key(dir: &TestDir, name: &str) -> SignKey {
+    let private = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public_line = fs::read_to_string(private.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    SignKey {
+        private,
+        public_line,
+    }
+}
+
+/// `ssh-keygen -Y sign -n namespace` over exactly `bytes`.
+pub fn ssh_sign(key: &SignKey, bytes: &[u8], namespace: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
+        .arg(&key.private)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn header_value(armored: &str) -> String {
+    use ssh_encoding::base64::{Base64, Encoding};
+    Base64::encode_string(armored.as_bytes())
 }
 
 /// Writes a PEM string to a file readable by everyone (certificates).
