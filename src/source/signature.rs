@@ -459,6 +459,69 @@ mod tests {
         }
     }
 
+    fn keypair(seed: u8) -> ssh_key::PrivateKey {
+        ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+    }
+
+    fn armored(key: &ssh_key::PrivateKey, namespace: &str, msg: &[u8]) -> Vec<u8> {
+        key.sign(namespace, HashAlg::Sha512, msg)
+            .unwrap()
+            .to_pem(ssh_key::LineEnding::LF)
+            .unwrap()
+            .into_bytes()
+    }
+
+    #[test]
+    fn verifies_exact_bytes_by_a_listed_key_in_the_namespace() {
+        let signer = keypair(1);
+        let line = signer.public_key().to_openssh().unwrap();
+        let list = p(&format!(
+            "ops {line}
+later valid-after=\"20990101Z\" {}\n",
+            keypair(3).public_key().to_openssh().unwrap()
+        ))
+        .unwrap();
+        let doc = br#"{"version": 1, "serial": 1, "grants": [], "revocations": []}"#;
+        let sig = armored(&signer, NAMESPACE, doc);
+        let ok = list.verify(doc, &sig, 1_800_000_000).unwrap();
+        assert_eq!(ok.principals, "ops");
+        assert_eq!(
+            ok.fingerprint,
+            signer.public_key().fingerprint(HashAlg::Sha256).to_string()
+        );
+        let mut tampered = doc.to_vec();
+        tampered[30] = b'2';
+        assert!(matches!(
+            list.verify(&tampered, &sig, 0),
+            Err(SignatureError::Mismatch(_))
+        ));
+        assert!(matches!(
+            list.verify(doc, &armored(&signer, "git", doc), 0),
+            Err(SignatureError::WrongNamespace(_))
+        ));
+        assert!(matches!(
+            list.verify(doc, &armored(&keypair(2), NAMESPACE, doc), 0),
+            Err(SignatureError::UnknownSigner(_))
+        ));
+        assert!(matches!(
+            list.verify(doc, &armored(&keypair(3), NAMESPACE, doc), 1_800_000_000),
+            Err(SignatureError::NotAllowed(_))
+        ));
+        assert!(matches!(
+            list.verify(
+                doc,
+                b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+                0
+            ),
+            Err(SignatureError::Malformed(_))
+        ));
+        let other_ns = p(&format!("ops namespaces=\"git,file\" {line}")).unwrap();
+        assert!(matches!(
+            other_ns.verify(doc, &sig, 0),
+            Err(SignatureError::NotAllowed(_))
+        ));
+    }
+
     #[test]
     fn pattern_lists_follow_openssh() {
         assert!(pattern_list_matches("sshjit-policy", NAMESPACE));
