@@ -4,7 +4,6 @@
 //! medians and their ratio are printed. A measurement, not a test: run it
 //! with `scripts/bench-https [ITERATIONS]`.
 
-#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
