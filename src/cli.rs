@@ -31,7 +31,7 @@ struct GlobalArgs {
     /// Configuration file [default: /etc/sshjit/sshjit.toml, optional]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Policy source, a path; overrides the config [default: /etc/sshjit/policy.json]
+    /// Policy source, a path or an https:// URL; overrides the config [default: /etc/sshjit/policy.json]
     #[arg(long, global = true, value_name = "SRC")]
     policy: Option<String>,
     /// This host's name for `hosts` globs [default: the config, else gethostname()]
@@ -86,6 +86,30 @@ enum Command {
         #[arg(long, value_name = "N")]
         serial: Option<String>,
     },
+    /// Sign a policy file with ssh-keygen -Y sign (namespace sshjit-policy), writing FILE.sig
+    Sign {
+        /// The policy document to sign (validated first; it needs a serial)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The signing key: a private key, or a public key whose private half is in ssh-agent
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Check the new signature against this allowed_signers file [default: the config's]
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+    },
+    /// Verify a policy's signature and serial as the helper would
+    Verify {
+        /// A policy file or an https:// URL [default: the configured sources]
+        #[arg(value_name = "SRC")]
+        source: Option<String>,
+        /// The signature file, for a policy file [default: SRC.sig]
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// The allowed_signers file [default: the config's]
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+    },
 }
 
 /// Runs the command line of this process; returns the exit status.
@@ -135,6 +159,30 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         ),
         Command::Check => admin::check::run(&globals),
         Command::Index => admin::index::run(&globals),
+        Command::Sign {
+            file,
+            key,
+            allowed_signers,
+        } => admin::sign::run_sign(
+            &globals,
+            &admin::sign::SignArgs {
+                file,
+                key,
+                allowed_signers,
+            },
+        ),
+        Command::Verify {
+            source,
+            signature,
+            allowed_signers,
+        } => admin::sign::run_verify(
+            &globals,
+            &admin::sign::VerifyArgs {
+                source,
+                signature,
+                allowed_signers,
+            },
+        ),
         Command::Explain {
             user,
             at,

@@ -10,8 +10,10 @@ use serde::Deserialize;
 
 use crate::policy::HostName;
 use crate::render::ExpiryStyle;
+use crate::source::cache::CacheSettings;
 use crate::source::file::{self, FileError};
-use crate::source::{DEFAULT_POLICY, Source};
+use crate::source::https::TlsSettings;
+use crate::source::{DEFAULT_POLICY, DEFAULT_STATE_DIR, Settings, Source};
 use crate::time::parse_duration;
 
 pub const DEFAULT_CONFIG: &str = "/etc/sshjit/sshjit.toml";
@@ -21,6 +23,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// LoginGraceTime (120 s by default).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
+/// Longest `max_stale`: a cached document may lack revocations published
+/// since, so its use is bounded.
+pub const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// The settings in force for one invocation.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +39,8 @@ pub struct Config {
     pub syslog_socket: PathBuf,
     /// Longest grant the admin commands give without `--force`.
     pub max_grant: Duration,
+    /// How documents are fetched and checked: TLS, signatures, state, cache.
+    pub fetch: Settings,
 }
 
 impl Default for Config {
@@ -45,6 +52,10 @@ impl Default for Config {
             expiry_time: ExpiryStyle::default(),
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             max_grant: Duration::from_secs(24 * 3600),
+            fetch: Settings {
+                state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+                ..Settings::default()
+            },
         }
     }
 }
@@ -96,6 +107,14 @@ struct RawConfig {
     expiry_time: Option<String>,
     syslog_socket: Option<PathBuf>,
     max_grant: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    allowed_signers: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    max_stale: Option<String>,
 }
 
 /// Loads the config: `explicit` must exist; the default path may be absent.
@@ -178,6 +197,47 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
             return Err(value("max_grant", "must be longer than 0s".into()));
         }
     }
+    let absolute = |key: &'static str, p: Option<PathBuf>| match p {
+        Some(p) if !p.is_absolute() => Err(value(
+            key,
+            format!("{} must be an absolute path", p.display()),
+        )),
+        other => Ok(other),
+    };
+    config.fetch.tls = TlsSettings {
+        ca_file: absolute("ca_file", raw.ca_file)?,
+        client_cert: absolute("client_cert", raw.client_cert)?,
+        client_key: absolute("client_key", raw.client_key)?,
+        token_file: absolute("token_file", raw.token_file)?,
+    };
+    if config.fetch.tls.client_cert.is_some() != config.fetch.tls.client_key.is_some() {
+        return Err(value(
+            "client_cert",
+            "client_cert and client_key go together".into(),
+        ));
+    }
+    config.fetch.allowed_signers = absolute("allowed_signers", raw.allowed_signers)?;
+    if let Some(d) = absolute("state_dir", raw.state_dir)? {
+        config.fetch.state_dir = d;
+    }
+    let cache_dir = absolute("cache_dir", raw.cache_dir)?;
+    let max_stale = match raw.max_stale {
+        Some(m) => parse_duration(&m).map_err(|e| value("max_stale", e.to_string()))?,
+        None => Duration::ZERO,
+    };
+    if max_stale > MAX_STALE {
+        return Err(value("max_stale", "must be at most 24h".into()));
+    }
+    config.fetch.cache = match (cache_dir, max_stale.is_zero()) {
+        (_, true) => None,
+        (Some(dir), false) => Some(CacheSettings { dir, max_stale }),
+        (None, false) => {
+            return Err(value(
+                "max_stale",
+                "needs cache_dir (where the last good document is kept)".into(),
+            ));
+        }
+    };
     Ok(config)
 }
 
@@ -216,6 +276,58 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(3));
         assert_eq!(c.expiry_time, ExpiryStyle::Utc);
         assert_eq!(c.max_grant, Duration::from_secs(8 * 3600));
+        let c = p(r#"
+            source = ["https://a.example/p.json", "https://b.example/p.json"]
+            ca_file = "/etc/sshjit/ca.pem"
+            client_cert = "/etc/sshjit/client.pem"
+            client_key = "/etc/sshjit/client.key"
+            token_file = "/etc/sshjit/token"
+            allowed_signers = "/etc/sshjit/allowed_signers"
+            state_dir = "/srv/state"
+            cache_dir = "/srv/cache"
+            max_stale = "15m"
+        "#)
+        .unwrap();
+        assert!(matches!(
+            &c.sources[..],
+            [Source::Https(_), Source::Https(_)]
+        ));
+        assert_eq!(
+            c.fetch.tls.ca_file.as_deref(),
+            Some(Path::new("/etc/sshjit/ca.pem"))
+        );
+        assert_eq!(
+            c.fetch.tls.token_file.as_deref(),
+            Some(Path::new("/etc/sshjit/token"))
+        );
+        assert!(c.fetch.tls.client_cert.is_some() && c.fetch.tls.client_key.is_some());
+        assert_eq!(
+            c.fetch.allowed_signers.as_deref(),
+            Some(Path::new("/etc/sshjit/allowed_signers"))
+        );
+        assert_eq!(c.fetch.state_dir, Path::new("/srv/state"));
+        let cache = c.fetch.cache.unwrap();
+        assert_eq!(cache.dir, Path::new("/srv/cache"));
+        assert_eq!(cache.max_stale, Duration::from_secs(900));
+        // The cache is off unless both are set; max_stale = 0s turns it off.
+        assert!(
+            p("cache_dir = \"/srv/cache\"")
+                .unwrap()
+                .fetch
+                .cache
+                .is_none()
+        );
+        assert!(
+            p("cache_dir = \"/srv/cache\"\nmax_stale = \"0s\"")
+                .unwrap()
+                .fetch
+                .cache
+                .is_none()
+        );
+        assert_eq!(
+            Config::default().fetch.state_dir,
+            Path::new(DEFAULT_STATE_DIR)
+        );
         let one = p(r#"source = "/srv/policy.json""#).unwrap();
         assert_eq!(one.sources, vec![Source::File("/srv/policy.json".into())]);
     }
@@ -235,6 +347,18 @@ mod tests {
             "syslog_socket = \"dev/log\"",
             "[section]\nsource = \"/x\"",
             "source = \"/x\"\nsource = \"/y\"",
+            "source = \"http://policy.example.com/p\"",
+            "source = \"https://user:pw@policy.example.com/p\"",
+            "source = [\"https://a/p\", \"ftp://b/p\"]",
+            "ca_file = \"ca.pem\"",
+            "allowed_signers = \"signers\"",
+            "state_dir = \"var/lib/sshjit\"",
+            "client_cert = \"/etc/c.pem\"",
+            "client_key = \"/etc/c.key\"",
+            "max_stale = \"1h\"",
+            "cache_dir = \"/c\"\nmax_stale = \"2d\"",
+            "cache_dir = \"/c\"\nmax_stale = \"soon\"",
+            "token = \"/etc/sshjit/token\"",
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{Line, Severity, Syslog};
 use crate::config::{self, Config, ConfigError};
-use crate::index::{self, IndexLookup};
 use crate::policy::{
     Decision, Denial, Fingerprint, HostName, KeyId, Mode, Policy, PolicyError, Request, Username,
     evaluate, types::parse_serial,
 };
 use crate::render::{self, RenderError};
-use crate::source::{self, Fetched, SourceError};
+use crate::source::{self, IndexQuery, Indexed, Query, SourceError};
 use crate::system;
 use crate::time::Timestamp;
 use crate::{Globals, exit};
@@ -110,7 +109,7 @@ pub fn run(globals: &Globals, args: &LoginArgs, started: Instant) -> u8 {
             return exit::INTERNAL;
         }
     };
-    let result = decide(globals, args, &mut line, &mut syslog, &watchdog);
+    let result = decide(globals, args, &mut line, &mut syslog, &watchdog, started);
     let (severity, code) = match &result {
         Ok(severity) => (*severity, exit::OK),
         Err(e) => {
@@ -132,6 +131,7 @@ fn decide(
     line: &mut Line,
     syslog: &mut Syslog,
     watchdog: &Watchdog,
+    started: Instant,
 ) -> Result<Severity, LoginError> {
     let user =
         Username::new(args.user.as_str()).map_err(|e| LoginError::Argument(e.to_string()))?;
@@ -175,45 +175,44 @@ fn decide(
     line.field("host", host.as_str());
 
     let sources = crate::sources(globals, &config).map_err(LoginError::Argument)?;
-    let certificate = match mode {
-        Mode::Keys { .. } => None,
-        Mode::Principals {
-            key_id,
-            serial,
-            fingerprint,
-        } => Some((key_id, serial, fingerprint)),
+    let fetch_req = source::Request {
+        query: Query {
+            user: Some(user.as_str()),
+            host: Some(host.as_str()),
+            mode: Some(args.mode.as_str()),
+        },
+        deadline: source::network_deadline(started, config.timeout),
+        persist: true,
     };
     // A local policy with a fresh index: read only this user's part.
-    let mut index_status = "none";
-    let fetched = source::fetch_with(&sources, |path, file| {
-        match index::lookup_file(path, &file.meta, user.as_str(), certificate) {
-            Ok(found) => Some(found),
-            Err(e) => {
-                index_status = e.word();
-                None
-            }
-        }
-    })
-    .map_err(LoginError::Source)?;
-    let (origin, bytes, part) = match fetched {
-        Fetched::Document(doc) => (doc.origin, doc.bytes, None),
-        Fetched::Shortcut { origin, value } => {
-            index_status = "used";
-            let IndexLookup {
-                part,
-                certificate_revocation,
-            } = value;
-            (
-                origin,
-                part.document,
-                Some((part.revocation_indices, certificate_revocation)),
-            )
-        }
+    let index_query = IndexQuery {
+        user: user.as_str(),
+        certificate: match mode {
+            Mode::Keys { .. } => None,
+            Mode::Principals {
+                key_id,
+                serial,
+                fingerprint,
+            } => Some((key_id, serial, fingerprint)),
+        },
     };
-    line.field("source", &origin);
-    line.field("index", index_status);
-    let policy = Policy::parse(&bytes).map_err(|error| LoginError::Policy {
-        origin: origin.clone(),
+    let fetched = source::fetch(&sources, &config.fetch, &fetch_req, Some(index_query))
+        .map_err(LoginError::Source)?;
+    line.field("source", &fetched.doc.origin);
+    line.field("index", fetched.index);
+    if !fetched.failures.is_empty() {
+        line.field("unavailable", &fetched.failures.join("; "));
+    }
+    if let Some(age) = fetched.cache_age {
+        line.field("cache", "hit")
+            .field("age_s", &age.as_secs().to_string());
+    }
+    if let Some(signer) = &fetched.signer {
+        line.field("signed_by", &signer.principals)
+            .field("signer_fp", &signer.fingerprint);
+    }
+    let policy = Policy::parse(&fetched.doc.bytes).map_err(|error| LoginError::Policy {
+        origin: fetched.doc.origin.clone(),
         error,
     })?;
     if let Some(s) = policy.serial {
@@ -222,6 +221,26 @@ fn decide(
     if policy.frozen {
         line.field("frozen", "true");
     }
+    let accepted = source::accept(&fetched, policy.serial, &config.fetch, &fetch_req)
+        .map_err(LoginError::Source)?;
+    if let Some(from) = accepted.raised_from {
+        line.field(
+            "serial_raised_from",
+            &from.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+        );
+    }
+    if let Some(e) = &accepted.cache_error {
+        line.field("cache_error", e);
+    }
+    // An answer from the cache may lack what was published since: say so
+    // at warning level at least.
+    let stale = |s: Severity| {
+        if fetched.cache_age.is_some() {
+            s.min(Severity::Warning)
+        } else {
+            s
+        }
+    };
 
     let req = Request {
         user: &user,
@@ -229,16 +248,24 @@ fn decide(
         mode,
     };
     let now = Timestamp::now();
-    // With the index, a revoked certificate is found in its own table; the
-    // user's part numbers its revocations differently from the document.
-    let decision = match &part {
-        Some((_, Some(revocation))) => Decision::Deny(Denial::CertificateRevoked {
+    // Through the index, a revoked certificate is found in its own table,
+    // and the user's part numbers its revocations differently.
+    let decision = match &fetched.indexed {
+        Some(Indexed {
+            certificate_revocation: Some(revocation),
+            ..
+        }) => Decision::Deny(Denial::CertificateRevoked {
             revocation: *revocation,
         }),
-        Some((indices, None)) => match evaluate(&policy, &req, now) {
+        Some(Indexed {
+            revocation_indices, ..
+        }) => match evaluate(&policy, &req, now) {
             Decision::Deny(Denial::CertificateRevoked { revocation }) => {
                 Decision::Deny(Denial::CertificateRevoked {
-                    revocation: indices.get(revocation).copied().unwrap_or(revocation),
+                    revocation: revocation_indices
+                        .get(revocation)
+                        .copied()
+                        .unwrap_or(revocation),
                 })
             }
             other => other,
@@ -255,7 +282,7 @@ fn decide(
                     .field("reason", "certificate-revoked")
                     .field("revocation", &revocation.to_string()),
             };
-            return Ok(Severity::Notice);
+            return Ok(stale(Severity::Notice));
         }
     };
     let rendered = render::render(&valid, config.expiry_time, now).map_err(LoginError::Render)?;
@@ -288,11 +315,11 @@ fn decide(
     }
     write_all_to_stdout(&rendered.text).map_err(LoginError::Output)?;
     line.field("outcome", "allow");
-    Ok(if break_glass.is_empty() {
+    Ok(stale(if break_glass.is_empty() {
         Severity::Info
     } else {
         Severity::Alert
-    })
+    }))
 }
 
 fn host_name(globals: &Globals, config: &Config) -> Result<HostName<'static>, LoginError> {

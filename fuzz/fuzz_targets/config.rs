@@ -11,9 +11,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(!c.sources.is_empty() && c.sources.len() <= 8);
         assert!(!c.timeout.is_zero() && c.timeout <= MAX_TIMEOUT);
         assert!(c.syslog_socket.is_absolute());
+        assert!(c.fetch.state_dir.is_absolute());
+        if let Some(cache) = &c.fetch.cache {
+            assert!(cache.dir.is_absolute());
+            assert!(!cache.max_stale.is_zero() && cache.max_stale <= sshjit::config::MAX_STALE);
+        }
         for s in &c.sources {
             match s {
                 Source::File(p) => assert!(p.is_absolute()),
+                Source::Https(u) => assert!(u.is_tls() || u.is_loopback()),
             }
         }
     }

@@ -1,11 +1,14 @@
 //! The small parsers on the boundary: RFC 3339 times (round trip),
-//! durations, keys, fingerprints, user names, and sshd's line grammar
-//! (the oracle itself must not panic).
+//! durations, keys, fingerprints, user names, sshd's line grammar (the
+//! oracle itself must not panic), policy URLs (round trip) and
+//! allowed_signers files.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sshjit::policy::{AuthorizedKey, Fingerprint, Username, types::parse_serial};
 use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
+use sshjit::source::signature::AllowedSigners;
+use sshjit::source::{Query, Url};
 use sshjit::time::{Timestamp, parse_duration};
 
 fuzz_target!(|data: &[u8]| {
@@ -32,4 +35,18 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_keys_line(s);
     let _ = parse_principals_line(s);
+    if let Ok(u) = Url::parse(s) {
+        let shown = u.to_string();
+        assert_eq!(Url::parse(&shown).expect("own output parses"), u);
+        assert!(u.is_tls() || u.is_loopback());
+        let q = Query {
+            user: Some(s),
+            host: Some(s),
+            mode: Some("keys"),
+        };
+        let request = u.request(&q, ".sig");
+        assert!(request.bytes().all(|b| b.is_ascii_graphic()), "{request}");
+        assert!(!request.contains('#'));
+    }
+    let _ = AllowedSigners::parse("fuzz", s, &|_| Some(0));
 });

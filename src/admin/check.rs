@@ -9,13 +9,14 @@ use crate::time::Timestamp;
 use crate::{Globals, cli, exit};
 
 pub fn run(globals: &Globals) -> u8 {
-    let (config, doc) = match super::fetch(globals) {
+    let (config, fetched) = match super::fetch(globals, None) {
         Ok(x) => x,
         Err(e) => {
             cli::eprint(&format!("error: {e}\n"));
             return exit::DENIED;
         }
     };
+    let doc = &fetched.doc;
     let policy = match Policy::parse(&doc.bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -38,14 +39,30 @@ pub fn run(globals: &Globals) -> u8 {
             return exit::DENIED;
         }
     };
+    let note = match super::accept(&config, &fetched, policy.serial) {
+        Ok(n) => n,
+        Err(e) => {
+            cli::eprint(&format!(
+                "error: {e}\nevery login is denied until it is fixed\n"
+            ));
+            return exit::DENIED;
+        }
+    };
     let mut out = summary(&doc.origin, &policy, Timestamp::now());
+    out.push_str(&note);
     // The index of the file the document came from.
     let used = crate::sources(globals, &config)
         .unwrap_or_default()
         .into_iter()
         .find(|s| s.to_string() == doc.origin);
-    if let Some(crate::source::Source::File(path)) = used {
+    if let (Some(crate::source::Source::File(path)), None) = (used, fetched.cache_age) {
         out.push_str(&super::index::status(&path, &doc.bytes));
+    }
+    if let Some(age) = fetched.cache_age {
+        out.push_str(&format!(
+            "warning: served from the cache, {}s old\n",
+            age.as_secs()
+        ));
     }
     cli::print(&out)
 }

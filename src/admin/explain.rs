@@ -11,7 +11,7 @@ use crate::policy::{
 };
 use crate::render::{self, ExpiryStyle};
 use crate::time::{Timestamp, format_duration};
-use crate::{Globals, cli, exit, system};
+use crate::{Globals, cli, exit};
 
 pub struct ExplainArgs {
     pub user: String,
@@ -32,7 +32,7 @@ struct Query {
 }
 
 pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
-    let (config, doc) = match super::fetch(globals) {
+    let (config, fetched) = match super::fetch(globals, Some(&args.user)) {
         Ok(x) => x,
         Err(e) => {
             cli::eprint(&format!("error: {e}\n"));
@@ -46,6 +46,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let doc = &fetched.doc;
     let policy = match Policy::parse(&doc.bytes) {
         Ok(p) => p,
         Err(e) => {
@@ -56,17 +57,23 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
             return exit::DENIED;
         }
     };
-    cli::print(&explain(&doc.origin, &policy, &query, config.expiry_time))
+    let note = match super::accept(&config, &fetched, policy.serial) {
+        Ok(n) => n,
+        Err(e) => {
+            cli::eprint(&format!(
+                "error: {e}\nevery login is denied until it is fixed\n"
+            ));
+            return exit::DENIED;
+        }
+    };
+    let mut out = explain(&doc.origin, &policy, &query, config.expiry_time);
+    out.insert_str(0, &note);
+    cli::print(&out)
 }
 
 fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<Query, String> {
     let user = Username::new(args.user.clone()).map_err(|e| e.to_string())?;
-    let host = match (&globals.host, &config.host) {
-        (Some(h), _) => HostName::new(h.clone()).map_err(|e| e.to_string())?,
-        (None, Some(h)) => h.clone(),
-        (None, None) => HostName::new(system::hostname().map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?,
-    };
+    let host = super::host(globals, config)?;
     let at = match &args.at {
         Some(t) => Timestamp::parse_rfc3339(t).map_err(|e| format!("--at {t:?}: {e}"))?,
         None => Timestamp::now(),

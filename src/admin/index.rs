@@ -23,8 +23,18 @@ pub fn run(globals: &Globals) -> u8 {
     };
     let mut code = exit::OK;
     let mut out = String::new();
+    if config.fetch.allowed_signers.is_some() {
+        out.push_str(
+            "note: allowed_signers is set, so the login path verifies the whole signed document and does not use the index\n",
+        );
+    }
     for source in &sources {
-        let Source::File(path) = source;
+        let Source::File(path) = source else {
+            out.push_str(&format!(
+                "skipped {source}: only file sources have an index\n"
+            ));
+            continue;
+        };
         match index::write_for(path) {
             Ok(w) => out.push_str(&format!(
                 "indexed {}: {} bytes of policy, {} bytes of index in {}\n",

@@ -1,18 +1,75 @@
-//! Commands for people: read-only aids (`check`, `explain`) that share the
-//! login path's reading and evaluation, so what they say is what sshd gets.
+//! Commands for people: read-only aids (`check`, `explain`, `verify`) that
+//! share the login path's reading, signature checks and evaluation, so
+//! what they say is what sshd gets; and `sign`, which publishes.
 
 pub mod check;
 pub mod explain;
 pub mod index;
+pub mod sign;
 
-use crate::Globals;
+use std::time::Instant;
+
 use crate::config::{self, Config};
-use crate::source::{self, Document};
+use crate::policy::HostName;
+use crate::source::{self, Fetched, Query};
+use crate::{Globals, system};
 
-/// Reads the config and fetches the document exactly as the helper does.
-pub fn fetch(globals: &Globals) -> Result<(Config, Document), String> {
+/// Reads the config and fetches the document as the helper does, asking
+/// the endpoint for the whole document of this host (or, with `user`, that
+/// user's part). Nothing is recorded: no serial, no cache.
+pub fn fetch(globals: &Globals, user: Option<&str>) -> Result<(Config, Fetched), String> {
+    let started = Instant::now();
     let config = config::load(globals.config.as_deref()).map_err(|e| e.to_string())?;
     let sources = crate::sources(globals, &config)?;
-    let doc = source::fetch(&sources).map_err(|e| e.to_string())?;
-    Ok((config, doc))
+    let host = host(globals, &config).ok();
+    let req = source::Request {
+        query: Query {
+            user,
+            host: host.as_ref().map(|h| h.as_str()),
+            mode: None,
+        },
+        deadline: source::network_deadline(started, config.timeout),
+        persist: false,
+    };
+    let fetched = source::fetch(&sources, &config.fetch, &req, None).map_err(|e| e.to_string())?;
+    Ok((config, fetched))
+}
+
+/// The rollback check of a parsed document, read-only; returns a line
+/// about the signature and serial for people (empty when unsigned).
+pub fn accept(config: &Config, fetched: &Fetched, serial: Option<u64>) -> Result<String, String> {
+    let req = source::Request {
+        query: Query::default(),
+        deadline: Instant::now() + config.timeout,
+        persist: false,
+    };
+    let accepted =
+        source::accept(fetched, serial, &config.fetch, &req).map_err(|e| e.to_string())?;
+    let Some(signer) = &fetched.signer else {
+        return Ok(String::new());
+    };
+    let mut note = format!(
+        "signature: good, by {} ({})",
+        signer.principals, signer.fingerprint
+    );
+    match accepted.raised_from {
+        None => note.push_str("; serial equal to the highest this host accepted"),
+        Some(None) => note.push_str("; this host has accepted no serial yet"),
+        Some(Some(h)) => note.push_str(&format!(
+            "; serial above {h}, the highest this host accepted"
+        )),
+    }
+    note.push('\n');
+    Ok(note)
+}
+
+/// This host's name: `--host`, else the config, else gethostname().
+pub fn host(globals: &Globals, config: &Config) -> Result<HostName<'static>, String> {
+    match (&globals.host, &config.host) {
+        (Some(h), _) => HostName::new(h.clone()).map_err(|e| e.to_string()),
+        (None, Some(h)) => Ok(h.clone()),
+        (None, None) => {
+            HostName::new(system::hostname().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+        }
+    }
 }

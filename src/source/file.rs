@@ -85,9 +85,19 @@ pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     open_secure(path, limit)?.read_all()
 }
 
+/// As `read_secure`, for a secret (a token, a private key): also refused
+/// when others may read it.
+pub fn read_secret(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
+    open_checked(path, limit, true)?.read_all()
+}
+
 /// Opens a file after the ownership and permission checks of the file, the
 /// directories above it and, for a symlink, those above its target.
 pub fn open_secure(path: &Path, limit: usize) -> Result<SecureFile, FileError> {
+    open_checked(path, limit, false)
+}
+
+fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, FileError> {
     let io_err = |error: io::Error| {
         if error.kind() == io::ErrorKind::NotFound {
             FileError::NotFound(path.to_owned())
@@ -123,6 +133,16 @@ pub fn open_secure(path: &Path, limit: usize) -> Result<SecureFile, FileError> {
         return Err(FileError::NotRegular(path.to_owned()));
     }
     check_owner_and_mode(&canonical, &meta, me, false)?;
+    if secret && meta.mode() & 0o004 != 0 {
+        return Err(FileError::Insecure {
+            path: path.to_owned(),
+            why: format!(
+                "secret file is readable by others (mode {:04o})",
+                meta.mode() & 0o7777
+            ),
+            fix: format!("chmod o-r {}", path.display()),
+        });
+    }
     if meta.len() > limit as u64 {
         return Err(FileError::TooLarge {
             path: path.to_owned(),
@@ -157,7 +177,7 @@ fn read_bounded(file: File, limit: usize) -> Result<Vec<u8>, ReadBoundedError> {
 
 /// Every directory from `dir` up to `/` must be owned by root or `me` and
 /// not writable by group or others.
-fn check_ancestors(dir: &Path, me: u32) -> Result<(), FileError> {
+pub(crate) fn check_ancestors(dir: &Path, me: u32) -> Result<(), FileError> {
     for d in dir.ancestors() {
         let meta = fs::metadata(d).map_err(|error| FileError::Io {
             path: d.to_owned(),

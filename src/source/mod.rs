@@ -1,32 +1,50 @@
-//! Where the policy document comes from: a local file (the default). Every
-//! source hands back the exact bytes; parsing happens in `policy`.
+//! Where the policy document comes from: a local file (the default) or an
+//! https endpoint, tried in order within one deadline; then the checks that
+//! depend on where bytes came from: the signature over the exact bytes,
+//! the serial against rollback, and the stale-if-error cache. Parsing
+//! happens in `policy`; the caller hands the parsed serial back to
+//! `accept`.
 
+pub mod cache;
 pub mod file;
+pub mod https;
+pub mod private;
+pub mod rollback;
+pub mod signature;
+pub mod url;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::policy::MAX_DOCUMENT_BYTES;
+use cache::CacheSettings;
+use https::{HttpsError, TlsSettings};
+use rollback::{RollbackError, SerialCheck};
+use signature::{AllowedSigners, SignatureError, Signer};
+pub use url::{Query, Url};
 
 /// Default policy location.
 pub const DEFAULT_POLICY: &str = "/etc/sshjit/policy.json";
+/// Default `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sshjit";
 
 /// One configured source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     File(PathBuf),
+    Https(Url),
 }
 
 impl Source {
-    /// Reads `--policy` or a config `source` entry: an `https://` URL or a path.
+    /// Reads `--policy` or a config `source` entry: an `https://` URL (or
+    /// `http://` to a loopback address) or a path.
     pub fn parse(spec: &str) -> Result<Self, String> {
         if spec.is_empty() {
             return Err("empty policy source".into());
         }
-        if let Some((scheme, _)) = spec.split_once("://") {
-            return Err(format!(
-                "unsupported policy source scheme {scheme:?}: give a file path"
-            ));
+        if spec.contains("://") {
+            return Url::parse(spec).map(Source::Https);
         }
         Ok(Source::File(PathBuf::from(spec)))
     }
@@ -36,8 +54,36 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::File(p) => write!(f, "{}", p.display()),
+            Source::Https(u) => u.fmt(f),
         }
     }
+}
+
+/// Everything about fetching that the config decides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub tls: TlsSettings,
+    pub allowed_signers: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    /// Set only when the cache is on (`cache_dir` and `max_stale` > 0).
+    pub cache: Option<CacheSettings>,
+}
+
+/// One fetch: what to ask for, until when, and whether this call may
+/// record state (the login path) or only read it (admin commands).
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub query: Query<'a>,
+    pub deadline: Instant,
+    pub persist: bool,
+}
+
+/// The part of the overall `timeout` that network work may use: the rest
+/// is left for verifying, parsing, evaluating and logging, so that the
+/// helper's own deadline (its watchdog) is never what stops it.
+pub fn network_deadline(started: Instant, timeout: Duration) -> Instant {
+    let reserve = (timeout / 4).min(Duration::from_millis(500));
+    started + timeout - reserve
 }
 
 /// A document as fetched, with where it came from.
@@ -47,10 +93,82 @@ pub struct Document {
     pub origin: String,
 }
 
+/// A document and what is known about it before parsing.
+#[derive(Debug)]
+pub struct Fetched {
+    pub doc: Document,
+    /// Who signed it, when signatures are required.
+    pub signer: Option<Signer>,
+    /// Set when the document came from the cache: its age.
+    pub cache_age: Option<Duration>,
+    /// Sources that were unavailable before this one (or before the cache).
+    pub failures: Vec<String>,
+    /// Set when `doc` is one user's part read through the policy index.
+    pub indexed: Option<Indexed>,
+    /// What became of the index: used, missing, stale, racy, damaged, or
+    /// off (not asked for, signed documents, not a file source).
+    pub index: &'static str,
+    signature: Option<Vec<u8>>,
+}
+
+/// What the index adds to a user's part.
+#[derive(Debug)]
+pub struct Indexed {
+    /// For each revocation of the part, its index in the whole document.
+    pub revocation_indices: Vec<usize>,
+    /// In principals mode, the first revocation of the presented certificate.
+    pub certificate_revocation: Option<usize>,
+}
+
+/// Asks `fetch` to read a local policy through its index, for this login.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexQuery<'a> {
+    pub user: &'a str,
+    /// In principals mode: the certificate's key ID, serial and fingerprint.
+    pub certificate: Option<crate::index::Certificate<'a>>,
+}
+
+/// What one source gave.
+enum Got {
+    Whole(Vec<u8>, Option<Vec<u8>>),
+    Part(crate::index::IndexLookup),
+}
+
+/// What `accept` did.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    /// The previous highest serial, when this document raised it.
+    pub raised_from: Option<Option<u64>>,
+    /// The cache could not be updated (the document is used anyway).
+    pub cache_error: Option<String>,
+}
+
 /// Why no document could be had.
 #[derive(Debug)]
 pub enum SourceError {
     File(file::FileError),
+    Https {
+        origin: String,
+        error: HttpsError,
+    },
+    Signature {
+        origin: String,
+        error: SignatureError,
+    },
+    /// Signed documents must carry a serial.
+    NoSerial {
+        origin: String,
+    },
+    Rollback {
+        origin: String,
+        error: RollbackError,
+    },
+    /// Every source was unavailable; `cache` says why the cache did not
+    /// stand in (`None`: the cache is off).
+    Unavailable {
+        failures: Vec<String>,
+        cache: Option<String>,
+    },
 }
 
 impl SourceError {
@@ -60,6 +178,9 @@ impl SourceError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             SourceError::File(e) => e.is_unavailable(),
+            SourceError::Https { error, .. } => error.is_unavailable(),
+            SourceError::Unavailable { .. } => true,
+            _ => false,
         }
     }
 }
@@ -68,62 +189,290 @@ impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SourceError::File(e) => e.fmt(f),
+            SourceError::Https { origin, error } => write!(f, "{origin}: {error}"),
+            SourceError::Signature { origin, error } => write!(f, "{origin}: {error}"),
+            SourceError::NoSerial { origin } => write!(
+                f,
+                "{origin}: signed documents must carry a \"serial\" (rollback protection)"
+            ),
+            SourceError::Rollback { origin, error } => write!(f, "{origin}: {error}"),
+            SourceError::Unavailable { failures, cache } => {
+                write!(f, "no source available: {}", failures.join("; "))?;
+                if let Some(c) = cache {
+                    write!(f, "; {c}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl std::error::Error for SourceError {}
 
-/// What a source gave: the whole document, or what a shortcut made of an
-/// open local file without reading it (the policy index).
-#[derive(Debug)]
-pub enum Fetched<T> {
-    Document(Document),
-    Shortcut { origin: String, value: T },
-}
-
-/// Fetches from the first source that is available, in order.
-pub fn fetch(sources: &[Source]) -> Result<Document, SourceError> {
-    match fetch_with(sources, |_, _| None::<()>)? {
-        Fetched::Document(d) => Ok(d),
-        Fetched::Shortcut { .. } => unreachable!("no shortcut was offered"),
-    }
-}
-
-/// Like `fetch`, but a local file that passed the permission checks is
-/// first offered to `shortcut`; when it returns a value, the file is not read.
-pub fn fetch_with<T>(
+/// Fetches from the first source that is available, in order, and checks
+/// its signature; when none is available, the cache may stand in.
+pub fn fetch(
     sources: &[Source],
-    mut shortcut: impl FnMut(&std::path::Path, &file::SecureFile) -> Option<T>,
-) -> Result<Fetched<T>, SourceError> {
-    let mut last = None;
-    for source in sources {
-        match fetch_one(source, &mut shortcut) {
-            Ok(f) => return Ok(f),
-            Err(e) if e.is_unavailable() => last = Some(e),
+    settings: &Settings,
+    req: &Request<'_>,
+    index: Option<IndexQuery<'_>>,
+) -> Result<Fetched, SourceError> {
+    let signers = match &settings.allowed_signers {
+        Some(path) => Some(
+            AllowedSigners::load(path).map_err(|error| SourceError::Signature {
+                origin: path.display().to_string(),
+                error,
+            })?,
+        ),
+        None => None,
+    };
+    let mut client = None;
+    let mut failures = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        // Later sources keep a fair share of the time that is left.
+        let now = Instant::now();
+        let left = req.deadline.saturating_duration_since(now);
+        let share = left / u32::try_from(sources.len() - i).unwrap_or(1);
+        let until = if i + 1 == sources.len() {
+            req.deadline
+        } else {
+            now + share
+        };
+        // A signed document is verified whole: no index then.
+        let index = index.filter(|_| signers.is_none());
+        let mut index_status = "off";
+        match fetch_one(
+            source,
+            settings,
+            req,
+            signers.is_some(),
+            until,
+            &mut client,
+            index,
+            &mut index_status,
+        ) {
+            Ok(Got::Part(found)) => {
+                return Ok(Fetched {
+                    doc: Document {
+                        bytes: found.part.document,
+                        origin: source.to_string(),
+                    },
+                    signer: None,
+                    cache_age: None,
+                    failures,
+                    indexed: Some(Indexed {
+                        revocation_indices: found.part.revocation_indices,
+                        certificate_revocation: found.certificate_revocation,
+                    }),
+                    index: "used",
+                    signature: None,
+                });
+            }
+            Ok(Got::Whole(bytes, signature)) => {
+                let origin = source.to_string();
+                let signer = verify(signers.as_ref(), &origin, &bytes, signature.as_deref())?;
+                return Ok(Fetched {
+                    doc: Document { bytes, origin },
+                    signer,
+                    cache_age: None,
+                    failures,
+                    indexed: None,
+                    index: index_status,
+                    signature,
+                });
+            }
+            Err(e) if e.is_unavailable() => failures.push(e.to_string()),
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| {
-        SourceError::File(file::FileError::NotFound(PathBuf::from(DEFAULT_POLICY)))
-    }))
+    if failures.is_empty() {
+        failures.push("no source configured".into());
+    }
+    let Some(cache) = &settings.cache else {
+        // One file source that is missing keeps its own plain error.
+        return Err(match (sources, failures.len()) {
+            ([Source::File(p)], 1) => SourceError::File(file::FileError::NotFound(p.clone())),
+            _ => SourceError::Unavailable {
+                failures,
+                cache: None,
+            },
+        });
+    };
+    let unavailable = |why: String, failures: Vec<String>| SourceError::Unavailable {
+        failures,
+        cache: Some(why),
+    };
+    let Some(key) = cache_key(&req.query) else {
+        return Err(unavailable(
+            "cache: not used for this command".into(),
+            failures,
+        ));
+    };
+    let cached = match cache::load(cache, &key) {
+        Ok(c) => c,
+        Err(e) => return Err(unavailable(e.to_string(), failures)),
+    };
+    if !sources.iter().any(|s| s.to_string() == cached.origin) {
+        return Err(unavailable(
+            format!(
+                "cache: entry from {}, which is no longer a source",
+                cached.origin
+            ),
+            failures,
+        ));
+    }
+    let origin = format!("cache:{}", cached.origin);
+    let signer = verify(
+        signers.as_ref(),
+        &origin,
+        &cached.bytes,
+        cached.signature.as_deref(),
+    )?;
+    Ok(Fetched {
+        doc: Document {
+            bytes: cached.bytes,
+            origin: cached.origin,
+        },
+        signer,
+        cache_age: Some(cached.age),
+        failures,
+        indexed: None,
+        index: "off",
+        signature: cached.signature,
+    })
 }
 
-fn fetch_one<T>(
+fn cache_key<'a>(q: &Query<'a>) -> Option<cache::Key<'a>> {
+    Some(cache::Key {
+        mode: q.mode?,
+        user: q.user?,
+        host: q.host?,
+    })
+}
+
+fn verify(
+    signers: Option<&AllowedSigners>,
+    origin: &str,
+    bytes: &[u8],
+    signature: Option<&[u8]>,
+) -> Result<Option<Signer>, SourceError> {
+    let Some(signers) = signers else {
+        return Ok(None);
+    };
+    let err = |error| SourceError::Signature {
+        origin: origin.to_owned(),
+        error,
+    };
+    let sig = signature.ok_or_else(|| err(SignatureError::Missing("unsigned".into())))?;
+    let now = crate::time::Timestamp::now().unix_seconds();
+    signers.verify(bytes, sig, now).map(Some).map_err(err)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fetch_one(
     source: &Source,
-    shortcut: &mut impl FnMut(&std::path::Path, &file::SecureFile) -> Option<T>,
-) -> Result<Fetched<T>, SourceError> {
+    settings: &Settings,
+    req: &Request<'_>,
+    signed: bool,
+    until: Instant,
+    client: &mut Option<https::Client>,
+    index: Option<IndexQuery<'_>>,
+    index_status: &mut &'static str,
+) -> Result<Got, SourceError> {
     match source {
         Source::File(path) => {
             let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
-            let origin = path.display().to_string();
-            if let Some(value) = shortcut(path, &f) {
-                return Ok(Fetched::Shortcut { origin, value });
+            if let Some(q) = index {
+                // The index is probed with the fstat of the open policy, so
+                // it can only describe the very file that was checked.
+                match crate::index::lookup_file(path, &f.meta, q.user, q.certificate) {
+                    Ok(found) => return Ok(Got::Part(found)),
+                    Err(e) => *index_status = e.word(),
+                }
             }
-            Ok(Fetched::Document(Document {
-                bytes: f.read_all().map_err(SourceError::File)?,
-                origin,
-            }))
+            let bytes = f.read_all().map_err(SourceError::File)?;
+            let sig = if signed {
+                Some(read_signature_file(path)?)
+            } else {
+                None
+            };
+            Ok(Got::Whole(bytes, sig))
+        }
+        Source::Https(url) => {
+            let https_err = |error| SourceError::Https {
+                origin: url.to_string(),
+                error,
+            };
+            if client.is_none() {
+                *client = Some(https::Client::new(&settings.tls).map_err(https_err)?);
+            }
+            let c = client.as_ref().expect("client was just built");
+            let f = c.fetch(url, &req.query, signed, until).map_err(https_err)?;
+            Ok(Got::Whole(f.body, f.signature))
         }
     }
+}
+
+/// `<file>.sig` beside a file source; absent means unsigned (refused).
+fn read_signature_file(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let mut sig_path = path.as_os_str().to_owned();
+    sig_path.push(".sig");
+    let sig_path = PathBuf::from(sig_path);
+    file::read_secure(&sig_path, https::MAX_SIGNATURE_BYTES).map_err(|e| match e {
+        file::FileError::NotFound(p) => SourceError::Signature {
+            origin: path.display().to_string(),
+            error: SignatureError::Missing(format!("unsigned: {} does not exist", p.display())),
+        },
+        e => SourceError::File(e),
+    })
+}
+
+/// After the document parsed and validated: with signatures, refuses a
+/// serial below the highest accepted and (when persisting) records a
+/// higher one; then stores a freshly fetched document in the cache.
+pub fn accept(
+    fetched: &Fetched,
+    serial: Option<u64>,
+    settings: &Settings,
+    req: &Request<'_>,
+) -> Result<Accepted, SourceError> {
+    let mut accepted = Accepted::default();
+    let origin = &fetched.doc.origin;
+    if fetched.signer.is_some() {
+        let serial = serial.ok_or_else(|| SourceError::NoSerial {
+            origin: origin.clone(),
+        })?;
+        let check = rollback::check(&settings.state_dir, serial, req.persist, req.deadline)
+            .map_err(|error| SourceError::Rollback {
+                origin: origin.clone(),
+                error,
+            })?;
+        if let SerialCheck::Raised { from } = check {
+            accepted.raised_from = Some(from);
+        }
+    }
+    // One user's part from the index lacks the certificate revocations of
+    // the whole document: it is never cached.
+    if let (Some(cache), None, true, Some(key), None) = (
+        &settings.cache,
+        fetched.cache_age,
+        req.persist,
+        cache_key(&req.query),
+        &fetched.indexed,
+    ) {
+        // Writing must not eat the time left for answering sshd.
+        let lock_deadline = Instant::now() + Duration::from_millis(100);
+        if let Err(e) = cache::store(
+            cache,
+            &key,
+            origin,
+            serial,
+            &fetched.doc.bytes,
+            fetched.signature.as_deref(),
+            lock_deadline,
+        ) {
+            accepted.cache_error = Some(e.to_string());
+        }
+    }
+    Ok(accepted)
 }

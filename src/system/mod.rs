@@ -115,6 +115,13 @@ fn local_offset(unix: i64) -> Option<i64> {
     Some(i64::from(tm.tm_gmtoff))
 }
 
+/// Local calendar fields to Unix time exactly as OpenSSH reads a zone-less
+/// time (`expiry-time`, allowed_signers' `valid-after`): mktime with
+/// `tm_isdst = 0`.
+pub fn openssh_local_to_unix(c: &Civil) -> Option<i64> {
+    mktime_standard(c)
+}
+
 /// mktime on the fields with `tm_isdst = 0`, as sshd's parse_absolute_time does.
 #[allow(clippy::useless_conversion)]
 fn mktime_standard(c: &Civil) -> Option<i64> {
@@ -139,4 +146,23 @@ fn zeroed_tm() -> libc::tm {
     // SAFETY: `tm` is a plain C struct of integers and (on glibc) a pointer
     // to the zone name, for which all-zero bytes is a valid value.
     unsafe { std::mem::zeroed() }
+}
+
+/// Tries to take an exclusive advisory lock (flock(2)) on an open file;
+/// `Ok(false)` when another process holds it. Released when the file is
+/// closed. (std's `File::try_lock` needs Rust 1.89; the crate's MSRV is 1.85.)
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid for as long as `file` is borrowed;
+    // flock does not touch memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }

@@ -399,3 +399,92 @@ fn sshd_reads_expiry_time_as_the_same_instant() {
         );
     }
 }
+
+/// The helper reads a signed policy from an https endpoint: a revocation
+/// published there refuses the very next login, and replaying the older
+/// signed document is refused as a rollback.
+#[test]
+fn https_source_revocation_refuses_the_very_next_login() {
+    use crate::support::https::{
+        Pki, Response, Server, header_value, signing_key, ssh_sign, write_pem,
+    };
+    use std::os::unix::fs::PermissionsExt;
+
+    let keys = TestDir::new("e2e-https-keys");
+    let a = ClientKey::generate(&keys.path, "alice");
+    let files = TestDir::new("e2e-https-files");
+    let pki = Pki::new("e2e CA");
+    let server = Server::start(&pki);
+    let ca = files.join("ca.pem");
+    write_pem(&ca, &pki.ca_pem);
+    let signer = signing_key(&files, "signer");
+    let signers = files.write(
+        "allowed_signers",
+        format!("security@corp {}\n", signer.public_line),
+    );
+    // The helper runs as an unprivileged account, which owns its state.
+    let state = files.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let publish = |d: &Value| {
+        let b = serde_json::to_vec_pretty(d).unwrap();
+        let sig = ssh_sign(&signer, &b, "sshjit-policy");
+        server.route(
+            "/policy.json",
+            Response::ok(b).header("Sshjit-Signature", &header_value(&sig)),
+        );
+    };
+    let granted = |serial: u64, revocations: Vec<Value>| {
+        json!({"version": 1, "serial": serial,
+               "grants": [grant_for("g-alice", USER_A, &a)], "revocations": revocations})
+    };
+    publish(&granted(1, vec![]));
+    let sshd = Sshd::start(
+        "e2e-https",
+        &doc(vec![], vec![]),
+        Options {
+            source: Some(server.url("/policy.json")),
+            sshjit_config: format!(
+                "ca_file = \"{}\"\nallowed_signers = \"{}\"\nstate_dir = \"{}\"\ntimeout = \"2s\"",
+                ca.display(),
+                signers.display(),
+                state.display()
+            ),
+            ..Options::default()
+        },
+    );
+    sshd.assert_login(USER_A, &a);
+    let line = sshd.syslog.wait_for(&[
+        "outcome=allow",
+        "signed_by=security@corp",
+        "policy_serial=1",
+    ]);
+    assert!(
+        line.contains(&format!("source={}", server.url("/policy.json"))),
+        "{line}"
+    );
+    let seen = server.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.query == format!("user={USER_A}&host=e2e-host-1&mode=keys")),
+        "{seen:?}"
+    );
+
+    publish(&granted(
+        2,
+        vec![json!({"grant": "g-alice", "reason": "left"})],
+    ));
+    sshd.assert_refused(USER_A, &a);
+    sshd.syslog.wait_for(&["outcome=none", "policy_serial=2"]);
+    assert_eq!(
+        std::fs::read_to_string(state.join("serial")).unwrap(),
+        "2\n"
+    );
+
+    // Replaying the older, validly signed document does not bring access back.
+    publish(&granted(1, vec![]));
+    sshd.assert_refused(USER_A, &a);
+    sshd.syslog
+        .wait_for(&["rollback refused: serial 1 is lower than 2"]);
+}

@@ -313,6 +313,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Use a static AuthorizedKeysFile instead of the sshjit drop-in.
     pub static_keys_file: Option<PathBuf>,
+    /// The helper's `source` (default: the policy file written here).
+    pub source: Option<String>,
 }
 
 /// A running sshd with its own policy file, config, CA and syslog daemon.
@@ -360,7 +362,9 @@ impl Sshd {
             "sshjit.toml",
             format!(
                 "source = \"{}\"\nhost = \"{host}\"\nsyslog_socket = \"{}\"\n{}\n",
-                policy_path.display(),
+                opts.source
+                    .clone()
+                    .unwrap_or_else(|| policy_path.display().to_string()),
                 syslog.socket.display(),
                 opts.sshjit_config
             ),

@@ -1,0 +1,305 @@
+//! `sshjit sign` and `sshjit verify`: publishing a signed policy in one
+//! step. Signing is `ssh-keygen -Y sign -n sshjit-policy` (so keys in an
+//! agent and hardware keys work as they do for ssh), fed the exact bytes
+//! that were validated; the result is checked against allowed_signers
+//! before `<file>.sig` is replaced, so a signature that hosts would refuse
+//! is never published.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use ssh_key::{HashAlg, SshSig};
+
+use crate::config::{self, Config};
+use crate::policy::{MAX_DOCUMENT_BYTES, Policy};
+use crate::source::https::MAX_SIGNATURE_BYTES;
+use crate::source::signature::{AllowedSigners, NAMESPACE, Signer};
+use crate::source::{self, Query, Source, file};
+use crate::time::Timestamp;
+use crate::{Globals, cli, exit};
+
+pub struct SignArgs {
+    pub file: PathBuf,
+    pub key: PathBuf,
+    pub allowed_signers: Option<PathBuf>,
+}
+
+pub struct VerifyArgs {
+    pub source: Option<String>,
+    pub signature: Option<PathBuf>,
+    pub allowed_signers: Option<PathBuf>,
+}
+
+/// The signature file beside a policy file.
+pub fn signature_path(file: &Path) -> PathBuf {
+    let mut s: OsString = file.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+pub fn run_sign(globals: &Globals, args: &SignArgs) -> u8 {
+    match sign(globals, args) {
+        Ok(report) => cli::print(&report),
+        Err(e) => {
+            cli::eprint(&format!("error: {e}\n"));
+            exit::DENIED
+        }
+    }
+}
+
+fn sign(globals: &Globals, args: &SignArgs) -> Result<String, String> {
+    let config = config::load(globals.config.as_deref()).map_err(|e| e.to_string())?;
+    let signers = signers(&config, args.allowed_signers.as_deref())?;
+    let bytes = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(|e| e.to_string())?;
+    let policy = Policy::parse(&bytes).map_err(|e| {
+        format!(
+            "{}: {e}; run `sshjit check` for details",
+            args.file.display()
+        )
+    })?;
+    let serial = policy.serial.ok_or_else(|| {
+        format!(
+            "{}: no \"serial\": hosts refuse signed documents without one (rollback protection)",
+            args.file.display()
+        )
+    })?;
+    let armored = sign_bytes(&bytes, &args.key)?;
+    let signer = match &signers {
+        Some(s) => s
+            .verify(&bytes, &armored, Timestamp::now().unix_seconds())
+            .map_err(|e| {
+                format!(
+                    "{e}; hosts using {} would refuse this signature, so {} was not written",
+                    s.origin(),
+                    signature_path(&args.file).display()
+                )
+            })?,
+        None => self_check(&bytes, &armored)?,
+    };
+    // The file must still be what was validated and signed.
+    let again = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(|e| e.to_string())?;
+    if again != bytes {
+        return Err(format!(
+            "{} changed while it was being signed; nothing written, sign again",
+            args.file.display()
+        ));
+    }
+    let sig_path = signature_path(&args.file);
+    write_atomic(&sig_path, &armored, 0o644)?;
+    use ssh_encoding::base64::{Base64, Encoding};
+    let mut report = format!(
+        "signed {} (serial {serial}) as {} ({}); wrote {}\n",
+        args.file.display(),
+        signer.principals,
+        signer.fingerprint,
+        sig_path.display()
+    );
+    if signers.is_none() {
+        report.push_str(
+            "warning: no allowed_signers given or configured: check that hosts list this key\n",
+        );
+    }
+    report.push_str(&format!(
+        "publish both files side by side, or serve the document with the header\nSshjit-Signature: {}\n",
+        Base64::encode_string(&armored)
+    ));
+    Ok(report)
+}
+
+/// allowed_signers from the flag, else the config, if any.
+fn signers(config: &Config, flag: Option<&Path>) -> Result<Option<AllowedSigners>, String> {
+    flag.or(config.fetch.allowed_signers.as_deref())
+        .map(|p| AllowedSigners::load(p).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// Runs `ssh-keygen -Y sign` on `bytes` (stdin to stdout); its prompts
+/// (passphrase, touch) reach the terminal.
+fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, String> {
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh-keygen (Debian package openssh-client): {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Feed stdin from a thread: ssh-keygen may write before it has read all.
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        let r = stdin.write_all(&input);
+        drop(stdin);
+        r
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    let fed = writer
+        .join()
+        .map_err(|_| "ssh-keygen: input thread failed".to_owned())?;
+    if !out.status.success() {
+        return Err(format!(
+            "ssh-keygen -Y sign -f {} failed ({}); is it the private key, or a public key whose private half is in the agent?",
+            key.display(),
+            out.status
+        ));
+    }
+    fed.map_err(|e| format!("ssh-keygen: writing the document: {e}"))?;
+    if out.stdout.is_empty() || out.stdout.len() > MAX_SIGNATURE_BYTES {
+        return Err("ssh-keygen gave no usable signature".into());
+    }
+    Ok(out.stdout)
+}
+
+/// Without allowed_signers: at least check the signature is good for its
+/// own key and namespace.
+fn self_check(bytes: &[u8], armored: &[u8]) -> Result<Signer, String> {
+    let sig = SshSig::from_pem(armored).map_err(|e| format!("ssh-keygen output: {e}"))?;
+    let key = ssh_key::PublicKey::from(sig.public_key().clone());
+    key.verify(NAMESPACE, bytes, &sig)
+        .map_err(|e| format!("ssh-keygen produced a signature that does not verify: {e}"))?;
+    Ok(Signer {
+        principals: "(not checked against allowed_signers)".into(),
+        fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+    })
+}
+
+/// Replaces `path` with a file of `mode` holding `bytes`: temp file in the
+/// same directory, fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("writing {}: {e}", path.display())
+    })
+}
+
+pub fn run_verify(globals: &Globals, args: &VerifyArgs) -> u8 {
+    match verify(globals, args) {
+        Ok(report) => cli::print(&report),
+        Err((code, e)) => {
+            cli::eprint(&format!("error: {e}\n"));
+            code
+        }
+    }
+}
+
+fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, (u8, String)> {
+    let denied = |e: String| (exit::DENIED, e);
+    let mut config = config::load(globals.config.as_deref()).map_err(|e| denied(e.to_string()))?;
+    if let Some(p) = &args.allowed_signers {
+        config.fetch.allowed_signers = Some(p.clone());
+    }
+    if config.fetch.allowed_signers.is_none() {
+        return Err((
+            exit::USAGE,
+            "no allowed_signers: give --allowed-signers FILE or set it in the config".into(),
+        ));
+    }
+    let sources = match &args.source {
+        Some(s) => vec![Source::parse(s).map_err(|e| (exit::USAGE, e))?],
+        None => crate::sources(globals, &config).map_err(|e| (exit::USAGE, e))?,
+    };
+    let fetched = match (&args.signature, &sources[..]) {
+        (Some(sig), [Source::File(doc)]) => {
+            let bytes =
+                file::read_secure(doc, MAX_DOCUMENT_BYTES).map_err(|e| denied(e.to_string()))?;
+            let armored =
+                file::read_secure(sig, MAX_SIGNATURE_BYTES).map_err(|e| denied(e.to_string()))?;
+            let signers = signers(&config, None)
+                .map_err(denied)?
+                .expect("checked above");
+            let signer = signers
+                .verify(&bytes, &armored, Timestamp::now().unix_seconds())
+                .map_err(|e| denied(format!("{}: {e}", doc.display())))?;
+            return finish(&config, &doc.display().to_string(), &bytes, &signer);
+        }
+        (Some(_), _) => {
+            return Err((exit::USAGE, "--signature goes with one policy file".into()));
+        }
+        (None, _) => {
+            let started = Instant::now();
+            let host = super::host(globals, &config).ok();
+            let req = source::Request {
+                query: Query {
+                    user: None,
+                    host: host.as_ref().map(|h| h.as_str()),
+                    mode: None,
+                },
+                deadline: source::network_deadline(started, config.timeout),
+                persist: false,
+            };
+            source::fetch(&sources, &config.fetch, &req, None).map_err(|e| denied(e.to_string()))?
+        }
+    };
+    let signer = fetched.signer.clone().expect("signatures are required");
+    finish(&config, &fetched.doc.origin, &fetched.doc.bytes, &signer)
+}
+
+/// Validates the document and reports its serial against this host's.
+fn finish(
+    config: &Config,
+    origin: &str,
+    bytes: &[u8],
+    signer: &Signer,
+) -> Result<String, (u8, String)> {
+    let policy = Policy::parse(bytes).map_err(|e| {
+        (
+            exit::DENIED,
+            format!("{origin}: good signature but invalid document: {e}"),
+        )
+    })?;
+    let serial = policy.serial.ok_or_else(|| {
+        (
+            exit::DENIED,
+            format!("{origin}: good signature but no \"serial\": hosts refuse it"),
+        )
+    })?;
+    let mut out = format!(
+        "ok: {origin}: good signature by {} ({}), serial {serial}\n",
+        signer.principals, signer.fingerprint
+    );
+    match source::private::PrivateDir::open(&config.fetch.state_dir, "state_dir")
+        .map_err(|e| e.to_string())
+        .and_then(|d| source::rollback::highest(&d).map_err(|e| e.to_string()))
+    {
+        Ok(Some(h)) if serial < h => {
+            return Err((
+                exit::DENIED,
+                format!(
+                    "{origin}: serial {serial} is lower than {h}, the highest this host accepted: it would be refused as a rollback"
+                ),
+            ));
+        }
+        Ok(Some(h)) => out.push_str(&format!("this host has accepted serial {h} so far\n")),
+        Ok(None) => out.push_str("this host has accepted no serial yet\n"),
+        Err(e) => out.push_str(&format!("(this host's state not checked: {e})\n")),
+    }
+    Ok(out)
+}
