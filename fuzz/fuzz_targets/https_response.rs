@@ -52,22 +52,34 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| {
     }
 });
 
-static CLIENT: LazyLock<Client> = LazyLock::new(|| Client::new(&TlsSettings::default()).expect("client"));
+static CLIENT: LazyLock<Client> =
+    LazyLock::new(|| Client::new(&TlsSettings::default()).expect("client"));
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, response)) = data.split_first() else {
         return;
     };
     *SERVER.answer.lock().unwrap() = response.to_vec();
-    let query = Query { user: Some("deploy"), host: Some("web-1"), mode: Some("keys") };
+    let query = Query {
+        user: Some("deploy"),
+        host: Some("web-1"),
+        mode: Some("keys"),
+    };
     let signed = flags & 1 == 1;
     let deadline = Instant::now() + Duration::from_secs(2);
     let started = Instant::now();
     let result = CLIENT.fetch(&SERVER.url, &query, signed, deadline);
-    assert!(started.elapsed() < Duration::from_secs(5), "fetch outlived its deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "fetch outlived its deadline"
+    );
     if let Ok(f) = result {
         assert!(f.body.len() <= MAX_RESPONSE_BYTES);
-        assert!(f.signature.as_ref().is_none_or(|s| s.len() <= MAX_SIGNATURE_BYTES));
+        assert!(
+            f.signature
+                .as_ref()
+                .is_none_or(|s| s.len() <= MAX_SIGNATURE_BYTES)
+        );
         assert_eq!(f.signature.is_some(), signed);
         if let Ok(policy) = Policy::parse(&f.body) {
             invariants::check_policy(&f.body, &policy);

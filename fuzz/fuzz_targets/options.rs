@@ -20,7 +20,8 @@ struct Input {
     expires_offset: u32,
 }
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9";
 
 fuzz_target!(|input: Input| {
     let mut grant = json!({
@@ -50,13 +51,23 @@ fuzz_target!(|input: Input| {
     let text = String::from_utf8(out.text).unwrap();
     let line = text.strip_suffix('\n').unwrap();
     assert!(!line.contains('\n'));
-    let parsed = if input.principal.is_some() { parse_principals_line(line) } else { parse_keys_line(line) }
-        .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let parsed = if input.principal.is_some() {
+        parse_principals_line(line)
+    } else {
+        parse_keys_line(line)
+    }
+    .unwrap_or_else(|e| panic!("{line:?}: {e}"));
     let g = &policy.grants[0];
     let command = parsed.option("command").and_then(|o| o.value.as_deref());
     assert_eq!(command, g.command.as_ref().map(|c| c.as_str()));
     let from = parsed.option("from").and_then(|o| o.value.clone());
-    let expected_from = (!g.from.is_empty()).then(|| g.from.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
+    let expected_from = (!g.from.is_empty()).then(|| {
+        g.from
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     assert_eq!(from, expected_from);
     assert_eq!(parsed.option("restrict").is_some(), g.restrict);
 });
