@@ -15,6 +15,9 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
+#[global_allocator]
+static HEAP: sshjit::system::CountingAlloc = sshjit::system::CountingAlloc;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -52,6 +55,34 @@ fn measure(cmd: &mut Command) -> Duration {
     wall
 }
 
+/// Peak heap bytes of one `sshjit keys` call, run in this process through
+/// the library (the same code path as the binary, output to a buffer).
+fn peak_heap(policy: &Path, config: &Path, user: &str) -> usize {
+    let globals = sshjit::Globals {
+        config: Some(config.to_owned()),
+        policy: Some(policy.display().to_string()),
+        host: Some("web-1".into()),
+    };
+    let args = sshjit::helper::LoginArgs {
+        mode: sshjit::helper::ModeKind::Keys,
+        user: user.to_owned(),
+        fingerprint: None,
+        key_id: None,
+        serial: None,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let base = sshjit::system::CountingAlloc::reset_peak();
+    let code = sshjit::helper::run_to(&globals, &args, std::time::Instant::now(), &mut out);
+    let peak = sshjit::system::CountingAlloc::peak() - base;
+    assert_eq!(code, 0);
+    assert!(!out.is_empty());
+    peak
+}
+
+fn kib(bytes: usize) -> String {
+    format!("{:.0}", bytes as f64 / 1024.0)
+}
+
 fn keys_cmd(policy: &Path, config: &Path, user: &str) -> Command {
     let mut c = Command::new(bin());
     c.args(["keys", user, "--host", "web-1", "--policy"])
@@ -68,6 +99,8 @@ struct Row {
     cat: Duration,
     indexed: Duration,
     whole: Duration,
+    heap_indexed: usize,
+    heap_whole: usize,
     policy_bytes: usize,
 }
 
@@ -120,6 +153,8 @@ fn helper_against_cat(sizes: &[usize], runs: usize) -> Vec<Row> {
             cat: median(t_cat),
             indexed: median(t_idx),
             whole: median(t_whole),
+            heap_indexed: peak_heap(&indexed, &config, &user),
+            heap_whole: peak_heap(&whole, &config, &user),
             policy_bytes: doc.len(),
         });
         eprintln!("  measured {n} grants");
@@ -128,14 +163,16 @@ fn helper_against_cat(sizes: &[usize], runs: usize) -> Vec<Row> {
 }
 
 fn print_rows(rows: &[Row], runs: usize) {
-    println!("\n## sshjit keys vs cat (medians of {runs} runs, ms)\n");
     println!(
-        "| grants | policy bytes | cat | sshjit (index) | ratio | sshjit (whole document) | ratio | RSS cat | RSS index | RSS whole |"
+        "\n## sshjit keys vs cat (medians of {runs} runs, ms; peak heap of one call, measured in-process)\n"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| grants | policy bytes | cat | sshjit (index) | ratio | sshjit (whole document) | ratio | peak heap, index (KiB) | peak heap, whole (KiB) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {} |",
             r.n,
             r.policy_bytes,
             ms(r.cat),
@@ -143,6 +180,8 @@ fn print_rows(rows: &[Row], runs: usize) {
             r.indexed.as_secs_f64() / r.cat.as_secs_f64(),
             ms(r.whole),
             r.whole.as_secs_f64() / r.cat.as_secs_f64(),
+            kib(r.heap_indexed),
+            kib(r.heap_whole),
         );
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {

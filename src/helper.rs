@@ -85,6 +85,12 @@ impl fmt::Display for LoginError {
 
 /// Runs one login-path call; returns the exit status.
 pub fn run(globals: &Globals, args: &LoginArgs, started: Instant) -> u8 {
+    run_to(globals, args, started, &mut io::stdout())
+}
+
+/// `run`, writing the answer for sshd to `out` (one write of the whole
+/// answer, then a flush).
+pub fn run_to(globals: &Globals, args: &LoginArgs, started: Instant, out: &mut dyn Write) -> u8 {
     let mut line = Line::new();
     line.field("mode", args.mode.as_str());
     line.field("user", &args.user);
@@ -109,7 +115,15 @@ pub fn run(globals: &Globals, args: &LoginArgs, started: Instant) -> u8 {
             return exit::INTERNAL;
         }
     };
-    let result = decide(globals, args, &mut line, &mut syslog, &watchdog, started);
+    let result = decide(
+        globals,
+        args,
+        &mut line,
+        &mut syslog,
+        &watchdog,
+        started,
+        out,
+    );
     let (severity, code) = match &result {
         Ok(severity) => (*severity, exit::OK),
         Err(e) => {
@@ -132,6 +146,7 @@ fn decide(
     syslog: &mut Syslog,
     watchdog: &Watchdog,
     started: Instant,
+    out: &mut dyn Write,
 ) -> Result<Severity, LoginError> {
     let user =
         Username::new(args.user.as_str()).map_err(|e| LoginError::Argument(e.to_string()))?;
@@ -313,7 +328,9 @@ fn decide(
     if !watchdog.still_running() {
         return Err(LoginError::Output(io::Error::other("deadline passed")));
     }
-    write_all_to_stdout(&rendered.text).map_err(LoginError::Output)?;
+    out.write_all(&rendered.text)
+        .and_then(|()| out.flush())
+        .map_err(LoginError::Output)?;
     line.field("outcome", "allow");
     Ok(stale(if break_glass.is_empty() {
         Severity::Info
@@ -331,14 +348,6 @@ fn host_name(globals: &Globals, config: &Config) -> Result<HostName<'static>, Lo
     }
     let name = system::hostname().map_err(|e| LoginError::Host(e.to_string()))?;
     HostName::new(name).map_err(|e| LoginError::Host(e.to_string()))
-}
-
-/// One write of the whole answer; a closed pipe is an error, not a panic.
-fn write_all_to_stdout(bytes: &[u8]) -> io::Result<()> {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    out.write_all(bytes)?;
-    out.flush()
 }
 
 /// Denies from a second thread when the call overruns its deadline: logs

@@ -166,3 +166,47 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
         Err(e)
     }
 }
+
+/// A global allocator that counts the bytes in use and their peak, for
+/// measuring the memory of one helper call in-process (benchmarks install
+/// it with `#[global_allocator]`; the binary does not).
+pub struct CountingAlloc;
+
+static HEAP_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HEAP_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl CountingAlloc {
+    /// Starts a new measurement: the peak becomes what is in use now.
+    pub fn reset_peak() -> usize {
+        use std::sync::atomic::Ordering;
+        let now = HEAP_IN_USE.load(Ordering::SeqCst);
+        HEAP_PEAK.store(now, Ordering::SeqCst);
+        now
+    }
+
+    /// The highest number of bytes in use since the last reset.
+    pub fn peak() -> usize {
+        HEAP_PEAK.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; the counters are only bookkeeping.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering;
+        // SAFETY: forwarded with the caller's layout (see the impl).
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let now = HEAP_IN_USE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
+            HEAP_PEAK.fetch_max(now, Ordering::SeqCst);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        HEAP_IN_USE.fetch_sub(layout.size(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
