@@ -112,6 +112,27 @@ pub fn read_secure(path: &Path, limit: usize) -> Result<Vec<u8>, FileError> {
     })
 }
 
+/// Checks that `dir` and every directory above it are owned by root or us
+/// and not writable by group or others: the rule for a file about to be
+/// created there (the admin commands creating the policy or its trail).
+pub fn check_directory(dir: &Path) -> Result<(), FileError> {
+    check_ancestors(dir, system::euid())
+}
+
+/// Checks a file the caller opened itself (with `O_NOFOLLOW`): a regular
+/// file owned by root or us, not writable by group or others.
+pub fn check_open_file(path: &Path, file: &File) -> Result<Metadata, FileError> {
+    let meta = file.metadata().map_err(|error| FileError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular(path.to_owned()));
+    }
+    check_owner_and_mode(path, &meta, system::euid(), false)?;
+    Ok(meta)
+}
+
 enum ReadBoundedError {
     Io(io::Error),
     TooLarge,
