@@ -35,7 +35,16 @@ struct GlobalArgs {
     #[arg(long, global = true, value_name = "SRC")]
     policy: Option<String>,
     /// This host's name for `hosts` globs [default: the config, else gethostname()]
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+}
+
+/// `--host` after `keys`, `principals` or `explain`. It cannot be a global
+/// option: `grant --host GLOB` means something else.
+#[derive(Args, Debug)]
+struct HostArg {
+    /// This host's name for `hosts` globs [default: the config, else gethostname()]
+    #[arg(long, value_name = "NAME")]
     host: Option<String>,
 }
 
@@ -49,6 +58,8 @@ enum Command {
         /// Print only the key with this fingerprint (sshd's %f)
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
     },
     /// Print the certificate principals valid now for USER (sshd's AuthorizedPrincipalsCommand)
     Principals {
@@ -64,6 +75,8 @@ enum Command {
         /// The certificate key's fingerprint (sshd's %f)
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
     },
     /// Validate the policy (and the config); print where an error is and how to fix it
     Check,
@@ -83,7 +96,21 @@ enum Command {
         /// A certificate serial to check against revocations
         #[arg(long, value_name = "N")]
         serial: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
     },
+    /// Give access: add a grant (prints only its id)
+    Grant(admin::grant::GrantArgs),
+    /// Take access away: add a revocation (it always wins over a grant)
+    Revoke(admin::revoke::RevokeArgs),
+    /// Lift the revocations that name exactly this
+    Unrevoke(admin::revoke::RevokeArgs),
+    /// Stop every grant but the break-glass ones
+    Freeze(admin::freeze::FreezeArgs),
+    /// Undo a freeze
+    Thaw(admin::freeze::FreezeArgs),
+    /// Remove long-expired grants and dead revocations (the trail keeps them)
+    Prune(admin::prune::PruneArgs),
 }
 
 /// Runs the command line of this process; returns the exit status.
@@ -98,13 +125,23 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Ok(cli) => cli,
         Err(e) => return usage_error(&args, &e),
     };
-    let globals = Globals {
+    let mut globals = Globals {
         config: cli.globals.config,
         policy: cli.globals.policy,
         host: cli.globals.host,
     };
+    // `--host` after the subcommand wins over one before it.
+    if let Command::Keys { host, .. }
+    | Command::Principals { host, .. }
+    | Command::Explain { host, .. } = &cli.command
+        && host.host.is_some()
+    {
+        globals.host.clone_from(&host.host);
+    }
     match cli.command {
-        Command::Keys { user, fingerprint } => helper::run(
+        Command::Keys {
+            user, fingerprint, ..
+        } => helper::run(
             &globals,
             &LoginArgs {
                 mode: ModeKind::Keys,
@@ -120,6 +157,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             key_id,
             serial,
             fingerprint,
+            ..
         } => helper::run(
             &globals,
             &LoginArgs {
@@ -138,6 +176,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             fingerprint,
             key_id,
             serial,
+            ..
         } => admin::explain::run(
             &globals,
             &admin::explain::ExplainArgs {
@@ -148,6 +187,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
+        Command::Grant(args) => admin::grant::run(&globals, &args),
+        Command::Revoke(args) => admin::revoke::run_revoke(&globals, &args),
+        Command::Unrevoke(args) => admin::revoke::run_unrevoke(&globals, &args),
+        Command::Freeze(args) => admin::freeze::run(&globals, &args, true),
+        Command::Thaw(args) => admin::freeze::run(&globals, &args, false),
+        Command::Prune(args) => admin::prune::run(&globals, &args),
     }
 }
 

@@ -1,11 +1,15 @@
 //! Commands for people: the read-only aids (`check`, `explain`) that share
 //! the login path's reading and evaluation, so what they say is what sshd
-//! gets, and the pieces the editing commands share: the single write path
-//! (`store::edit`) and the change trail (`trail`, `chain`).
+//! gets, and the editing commands (`grant`, `revoke`, `unrevoke`,
+//! `freeze`, `thaw`, `prune`), which all write through `store::edit`.
 
 pub mod chain;
 pub mod check;
 pub mod explain;
+pub mod freeze;
+pub mod grant;
+pub mod prune;
+pub mod revoke;
 pub mod store;
 pub mod trail;
 
