@@ -109,8 +109,17 @@ enum Command {
     Freeze(admin::freeze::FreezeArgs),
     /// Undo a freeze
     Thaw(admin::freeze::FreezeArgs),
+    /// List the grants valid now (--all: every grant), revocations and the frozen state
+    List(admin::list::ListArgs),
     /// Remove long-expired grants and dead revocations (the trail keeps them)
     Prune(admin::prune::PruneArgs),
+    /// The access report from the change trail (--logins: and which grants were used)
+    Report(admin::report::ReportArgs),
+    /// Verify or repair the change trail
+    Audit {
+        #[command(subcommand)]
+        command: admin::audit::AuditCommand,
+    },
 }
 
 /// Runs the command line of this process; returns the exit status.
@@ -192,7 +201,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Unrevoke(args) => admin::revoke::run_unrevoke(&globals, &args),
         Command::Freeze(args) => admin::freeze::run(&globals, &args, true),
         Command::Thaw(args) => admin::freeze::run(&globals, &args, false),
+        Command::List(args) => admin::list::run(&globals, &args),
         Command::Prune(args) => admin::prune::run(&globals, &args),
+        Command::Report(args) => admin::report::run(&globals, &args),
+        Command::Audit { command } => admin::audit::run(&globals, &command),
     }
 }
 

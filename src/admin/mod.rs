@@ -1,14 +1,19 @@
-//! Commands for people: the read-only aids (`check`, `explain`) that share
-//! the login path's reading and evaluation, so what they say is what sshd
-//! gets, and the editing commands (`grant`, `revoke`, `unrevoke`,
-//! `freeze`, `thaw`, `prune`), which all write through `store::edit`.
+//! Commands for people: the read-only aids (`check`, `explain`, `list`,
+//! `report`, `audit verify`) that share the login path's reading and
+//! evaluation, so what they say is what sshd gets, and the editing
+//! commands (`grant`, `revoke`, `unrevoke`, `freeze`, `thaw`, `prune`,
+//! `audit repair`), which all write through `store::edit`.
 
+pub mod audit;
 pub mod chain;
 pub mod check;
 pub mod explain;
 pub mod freeze;
 pub mod grant;
+pub mod list;
+pub mod logins;
 pub mod prune;
+pub mod report;
 pub mod revoke;
 pub mod store;
 pub mod trail;
