@@ -1,6 +1,8 @@
 //! All integration tests, in one binary: process-level tests of the built
-//! `sshjit` binary (`cli`) and end-to-end tests through a real sshd (`e2e`).
+//! `sshjit` binary (`cli`), end-to-end tests through a real sshd (`e2e`),
+//! and the admin commands at both levels (`admin`).
 
+mod admin;
 mod cli;
 mod e2e;
 mod support;
