@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::revoke::names;
+use super::revoke::Names;
 use super::trail::{Action, Record};
 use super::{Context, Failure, store};
 use crate::policy::evaluate::{revocation_of, time_refusal};
@@ -113,7 +113,11 @@ fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
             None => true,
             Some(u) => {
                 let t = &policy.revocations[i].target;
-                policy.grants.iter().any(|g| g.user == *u && names(t, g))
+                let names = Names::new(t);
+                policy
+                    .grants
+                    .iter()
+                    .any(|g| g.user == *u && names.matches(g))
                     || matches!(t, crate::policy::Target::User(x) if x == u)
             }
         })
@@ -213,7 +217,8 @@ impl View<'_, '_> {
             out.push_str("\nrevocations (a revocation always wins over a grant):\n");
             for &i in &self.revocations {
                 let r = &p.revocations[i];
-                let named = p.grants.iter().filter(|g| names(&r.target, g)).count();
+                let names = Names::new(&r.target);
+                let named = p.grants.iter().filter(|g| names.matches(g)).count();
                 let _ = write!(out, "  [{i}] {}", r.target);
                 if let Some(at) = r.revoked_at {
                     let _ = write!(out, " at {at}");
@@ -310,10 +315,11 @@ impl View<'_, '_> {
                 let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
                 if let Value::Object(m) = &mut v {
                     m.insert("index".into(), json!(i));
+                    let names = Names::new(&r.target);
                     let named: Vec<&str> = p
                         .grants
                         .iter()
-                        .filter(|g| names(&r.target, g))
+                        .filter(|g| names.matches(g))
                         .map(|g| g.id.as_str())
                         .collect();
                     m.insert("names".into(), json!(named));

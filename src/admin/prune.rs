@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::revoke::names;
+use super::revoke::Names;
 use super::store::{self, Edit};
 use super::trail::Action;
 use super::{Failure, Who, run_edit};
@@ -41,7 +41,10 @@ pub fn prune(
         .into_iter()
         .partition(|g| g.expires_at <= cutoff);
     policy.grants = kept;
-    let names_nothing = |r: &Revocation<'_>| !policy.grants.iter().any(|g| names(&r.target, g));
+    let names_nothing = |r: &Revocation<'_>| {
+        let names = Names::new(&r.target);
+        !policy.grants.iter().any(|g| names.matches(g))
+    };
     let old = |r: &Revocation<'_>| r.revoked_at.is_some_and(|t| t <= cutoff);
     let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut policy.revocations)
         .into_iter()

@@ -3,6 +3,7 @@
 //! granted by), when and by whom it was revoked, every freeze and other
 //! change; with `--logins`, which grants were actually used.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::list::{cut, render_table};
 use super::logins::{self, LoginLog, Usage};
-use super::revoke::names;
+use super::revoke::Names;
 use super::trail::{Action, Record};
 use super::{Context, Failure, audit, chain, store};
 use crate::policy::types::quote_for_display;
@@ -233,20 +234,25 @@ pub fn replay(records: &[Record<'static>]) -> History {
             } => {
                 let mut what = vec![quote_for_display(reason.as_str(), 300)];
                 let mut touched = Vec::new();
-                // Grants the adopted document no longer has were removed outside sshjit.
+                let adopted: HashMap<&str, &Grant<'static>> =
+                    grants.iter().map(|g| (g.id.as_str(), g)).collect();
+                // Grants the adopted document no longer has (or has
+                // changed) were removed outside sshjit.
+                let mut live: HashSet<String> = HashSet::new();
                 for (i, e) in h.entries.iter_mut().enumerate() {
-                    if e.removed.is_none() && !grants.contains(&e.grant) {
+                    if e.removed.is_some() {
+                        continue;
+                    }
+                    if adopted.get(e.grant.id.as_str()) == Some(&&e.grant) {
+                        live.insert(e.grant.id.to_string());
+                    } else {
                         e.removed = Some((r.time, by.clone()));
                         touched.push(i);
                     }
                 }
                 let mut added = 0;
                 for g in grants {
-                    let known = h
-                        .entries
-                        .iter()
-                        .any(|e| e.removed.is_none() && e.grant == *g);
-                    if !known {
+                    if !live.contains(g.id.as_str()) {
                         h.entries.push(entry(r, g.clone(), true, false));
                         touched.push(h.entries.len() - 1);
                         added += 1;
@@ -294,8 +300,9 @@ fn entry(r: &Record<'static>, grant: Grant<'static>, adopted: bool, forced: bool
 /// Marks the live grants a revocation names; returns their indexes.
 fn revoke(entries: &mut [Entry], rev: &Revocation<'static>, at: Timestamp, by: &str) -> Vec<usize> {
     let mut hit = Vec::new();
+    let names = Names::new(&rev.target);
     for (i, e) in entries.iter_mut().enumerate() {
-        if e.removed.is_none() && e.grant.expires_at > at && names(&rev.target, &e.grant) {
+        if e.removed.is_none() && e.grant.expires_at > at && names.matches(&e.grant) {
             e.revoked.push(Revoked {
                 at: rev.revoked_at.unwrap_or(at).max(e.recorded_at),
                 by: rev

@@ -104,29 +104,43 @@ pub fn selector_flags(target: &Target<'_>) -> String {
     }
 }
 
-/// Whether a revocation of `target` names `grant`, by the evaluator's own rule.
+/// Which grants a revocation of one target names, by the evaluator's own
+/// rule (`revocation_of` on a document holding just that revocation).
+pub struct Names<'t>(Policy<'t>);
+
+impl<'t> Names<'t> {
+    pub fn new(target: &Target<'t>) -> Self {
+        Names(Policy {
+            version: 1,
+            serial: None,
+            frozen: false,
+            grants: Vec::new(),
+            revocations: vec![Revocation {
+                target: target.clone(),
+                reason: None,
+                revoked_at: None,
+                revoked_by: None,
+            }],
+        })
+    }
+
+    pub fn matches(&self, grant: &Grant<'_>) -> bool {
+        revocation_of(&self.0, grant).is_some()
+    }
+}
+
+/// Whether a revocation of `target` names `grant`.
 pub fn names(target: &Target<'_>, grant: &Grant<'_>) -> bool {
-    let one = Policy {
-        version: 1,
-        serial: None,
-        frozen: false,
-        grants: Vec::new(),
-        revocations: vec![Revocation {
-            target: target.clone(),
-            reason: None,
-            revoked_at: None,
-            revoked_by: None,
-        }],
-    };
-    revocation_of(&one, grant).is_some()
+    Names::new(target).matches(grant)
 }
 
 /// Grants in their window that `target` names.
 fn in_window_named(policy: &Policy<'_>, target: &Target<'_>, now: Timestamp) -> Vec<String> {
+    let names = Names::new(target);
     policy
         .grants
         .iter()
-        .filter(|g| time_refusal(g, now).is_none() && names(target, g))
+        .filter(|g| time_refusal(g, now).is_none() && names.matches(g))
         .map(|g| g.id.to_string())
         .collect()
 }
