@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::chain::{self, Walk};
 use super::store::{self, PolicyFile, StoreError, reason_text};
 use super::trail::{Action, Diagnosis, DocState, diagnose, sha256_hex};
-use super::{Context, Failure, Who, run_edit};
+use super::{Context, Failure, Who, lock, run_edit};
 use crate::audit::{Line, Severity};
 use crate::policy::Policy;
 use crate::{Globals, cli, exit};
@@ -70,7 +70,7 @@ pub struct Verdict {
 
 /// Walks the whole trail and compares its head with the policy file.
 pub fn verify(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, Failure> {
-    let _lock = store::lock_shared(file)?;
+    let _lock = lock::lock_shared(file)?;
     verify_locked(file, anchors)
 }
 
@@ -239,7 +239,7 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
         let reason = crate::policy::Reason::new(args.reason.clone())
             .map_err(|e| Failure::usage(format!("--reason: {e}")))?;
         log.field("reason", reason.as_str());
-        let _lock = store::lock(&ctx.file)?;
+        let _lock = lock::lock(&ctx.file)?;
         // History first: a broken chain is evidence, not something to mend.
         if let Some(reader) = store::read_trail(&ctx.file.trail())? {
             let walk = chain::walk(reader, |_| {})

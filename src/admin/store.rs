@@ -1,4 +1,4 @@
-//! The one way the policy file is written. [`edit`] takes the lock,
+//! The one way the policy file is written. [`edit`] takes the lock (`lock`),
 //! re-reads the policy, checks the trail's end against it, applies the
 //! change, validates the result, writes a temp file and fsyncs it, appends
 //! the trail record(s) and fsyncs them, renames the temp file over the
@@ -14,21 +14,18 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use super::Who;
 use super::trail::{
     Action, Diagnosis, DocState, Record, TailBytes, ZERO_HASH, decode, diagnose, encode, read_tail,
     sha256_hex, trail_path,
 };
+use super::{Who, lock};
 use crate::policy::{MAX_DOCUMENT_BYTES, Policy, PolicyError, Reason};
 use crate::source::file::{self, FileError};
 use crate::time::Timestamp;
 
-/// How long an edit waits for another one to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// The policy's mode: readable by the helper's account, writable by its owner only.
 pub const POLICY_MODE: u32 = 0o644;
 /// The trail's mode: it holds the history of every key and reason.
@@ -136,7 +133,7 @@ impl StoreError {
     }
 }
 
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+pub(super) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
     let what = what.into();
     move |error| StoreError::Io { what, error }
 }
@@ -186,7 +183,7 @@ pub fn edit<T>(
     now: Timestamp,
     change: impl FnOnce(&mut Policy<'static>) -> Result<Edit<T>, String>,
 ) -> Result<Edited<T>, StoreError> {
-    let _lock = lock(target)?;
+    let _lock = lock::lock(target)?;
     let mut session = Session::open(target)?;
     if !session.diagnosis.is_automatic() {
         return Err(session.refusal());
@@ -231,103 +228,6 @@ pub fn edit<T>(
         value,
         committed: Some(committed),
     })
-}
-
-/// Waits for the exclusive lock on `policy.json.lock` (never deleted, so
-/// every edit locks the same inode).
-pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
-    let dir = target.dir();
-    create_dirs(dir)?;
-    file::check_directory(dir).map_err(StoreError::Insecure)?;
-    let path = target.lock_path();
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(io_error(format!("opening {}", path.display())))?;
-    file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
-    wait_for(&path, || lock.try_lock())?;
-    Ok(lock)
-}
-
-/// A shared lock for readers that compare the trail with the policy
-/// (`audit verify`, `report`): no edit runs between the two reads. `None`
-/// when no edit ever made a lock file.
-pub fn lock_shared(target: &PolicyFile) -> Result<Option<File>, StoreError> {
-    let path = target.lock_path();
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(&path);
-    let lock = match opened {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(format!("opening {}", path.display()))(e)),
-    };
-    file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
-    wait_for(&path, || lock.try_lock_shared())?;
-    Ok(Some(lock))
-}
-
-/// Polls `try_lock` until it succeeds, saying so when it takes a while
-/// and giving up after `LOCK_WAIT`.
-fn wait_for(
-    path: &Path,
-    try_lock: impl Fn() -> Result<(), fs::TryLockError>,
-) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let mut told = false;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match try_lock() {
-            Ok(()) => return Ok(()),
-            Err(fs::TryLockError::WouldBlock) => {}
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(io_error(format!("locking {}", path.display()))(e));
-            }
-        }
-        let waited = started.elapsed();
-        if waited >= LOCK_WAIT {
-            return Err(StoreError::Io {
-                what: format!("locking {}", path.display()),
-                error: io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "another edit has held the lock for over {}s",
-                        LOCK_WAIT.as_secs()
-                    ),
-                ),
-            });
-        }
-        if !told && waited >= Duration::from_secs(3) {
-            crate::cli::eprint(&format!(
-                "waiting for {} (another edit is in progress)...\n",
-                path.display()
-            ));
-            told = true;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// Creates the missing directories above the policy, each 0755 whatever
-/// the umask: the helper's account must be able to reach the file.
-fn create_dirs(dir: &Path) -> Result<(), StoreError> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
-    for d in missing.into_iter().rev() {
-        match fs::DirBuilder::new().mode(0o755).create(d) {
-            Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(0o755))
-                .map_err(io_error(format!("setting the mode of {}", d.display())))?,
-            // Another edit created it first.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_error(format!("creating {}", d.display()))(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Reads the policy as the helper would (same ownership and permission
