@@ -28,7 +28,14 @@ pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
-        .map_err(io_error(format!("opening {}", path.display())))?;
+        .map_err(|e| match e.kind() {
+            // The usual cause: an admin who forgot sudo.
+            io::ErrorKind::PermissionDenied => StoreError::Refused(format!(
+                "cannot open {}: permission denied; changing the policy needs its owner's rights (run with sudo)",
+                path.display()
+            )),
+            _ => io_error(format!("opening {}", path.display()))(e),
+        })?;
     file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
     wait_for(&path, || lock.try_lock())?;
     Ok(lock)
@@ -36,7 +43,7 @@ pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
 
 /// A shared lock for readers that compare the trail with the policy
 /// (`audit verify`, `report`): no edit runs between the two reads. `None`
-/// when no edit ever made a lock file.
+/// when no edit ever made a lock file, or the reader may not open it.
 pub fn lock_shared(target: &PolicyFile) -> Result<Option<File>, StoreError> {
     let path = target.lock_path();
     let opened = OpenOptions::new()
@@ -46,6 +53,9 @@ pub fn lock_shared(target: &PolicyFile) -> Result<Option<File>, StoreError> {
     let lock = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // The lock is 0600 on purpose: anyone who could open it could hold
+        // it and stall every edit. A reader without access goes unlocked.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(io_error(format!("opening {}", path.display()))(e)),
     };
     file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;

@@ -1125,3 +1125,32 @@ fn report_rebuilds_who_had_access_from_the_trail() {
     ]);
     assert_eq!(r.code, Some(2), "{r:?}");
 }
+
+#[test]
+fn an_admin_without_rights_is_told_to_use_sudo() {
+    if sshjit::system::euid() != 0 {
+        return; // needs root to run the binary as another account
+    }
+    use std::os::unix::process::CommandExt;
+    let a = Admin::new("adm-nobody");
+    a.grant("deploy", "a.pub", &[]);
+    let before = a.snapshot();
+    let key = a.key("a.pub");
+    let mut c = a.cmd(&[
+        "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r",
+    ]);
+    c.uid(65534).gid(65534);
+    let r = run_cmd(c);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "permission denied; changing the policy needs its owner's rights (run with sudo)"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(a.snapshot(), before);
+    // Reading what is world-readable still works.
+    let mut c = a.cmd(&["list"]);
+    c.uid(65534).gid(65534);
+    run_cmd(c).assert_ok();
+}
