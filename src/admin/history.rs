@@ -11,14 +11,37 @@ use crate::policy::types::quote_for_display;
 use crate::policy::{Grant, Revocation};
 use crate::time::Timestamp;
 
+/// When, by whom, and at which record something happened. Times have
+/// whole seconds; the record's `seq` orders what happened in one second.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub at: Timestamp,
+    pub by: String,
+    pub seq: u64,
+}
+
+impl Mark {
+    fn of(r: &Record<'_>, by: &str) -> Mark {
+        Mark {
+            at: r.time,
+            by: by.to_owned(),
+            seq: r.seq,
+        }
+    }
+
+    fn order(&self) -> (Timestamp, u64) {
+        (self.at, self.seq)
+    }
+}
+
 /// A revocation that named a grant while it was in force.
 #[derive(Clone, Debug)]
 pub struct Revoked {
-    pub at: Timestamp,
-    pub by: String,
+    /// The revocation's own time (`revoked_at`), by and record.
+    pub mark: Mark,
     pub target: String,
     pub reason: Option<String>,
-    pub lifted: Option<(Timestamp, String)>,
+    pub lifted: Option<Mark>,
 }
 
 /// One grant, with what happened to it.
@@ -35,34 +58,38 @@ pub struct Entry {
     pub forced: bool,
     pub revoked: Vec<Revoked>,
     /// Gone from an adopted document: removed outside sshjit.
-    pub removed: Option<(Timestamp, String)>,
+    pub removed: Option<Mark>,
 }
 
 impl Entry {
     /// When access could start and when it ended (or will end).
     pub fn window(&self) -> (Timestamp, Timestamp) {
-        let start = self
-            .grant
-            .not_before
-            .map_or(self.recorded_at, |nb| nb.max(self.recorded_at));
-        let mut end = self.grant.expires_at;
-        for r in &self.revoked {
-            if r.lifted.is_none() {
-                end = end.min(r.at);
-            }
+        let (start, end) = self.ordered_window();
+        (start.0, end.0)
+    }
+
+    /// `window` with each end ordered among the records of its second:
+    /// the grant's own record starts it, a revocation's record ends it;
+    /// `not_before` and `expires_at` come before any record of their second.
+    fn ordered_window(&self) -> ((Timestamp, u64), (Timestamp, u64)) {
+        let start = (self.recorded_at, self.seq)
+            .max((self.grant.not_before.unwrap_or(self.recorded_at), 0));
+        let mut end = (self.grant.expires_at, 0);
+        for r in self.revoked.iter().filter(|r| r.lifted.is_none()) {
+            end = end.min(r.mark.order());
         }
-        if let Some((t, _)) = &self.removed {
-            end = end.min(*t);
+        if let Some(m) = &self.removed {
+            end = end.min(m.order());
         }
         (start, end)
     }
 
     pub fn status(&self, now: Timestamp) -> String {
         if let Some(r) = self.revoked.iter().find(|r| r.lifted.is_none()) {
-            return format!("revoked {} by {}", r.at, r.by);
+            return format!("revoked {} by {}", r.mark.at, r.mark.by);
         }
-        if let Some((t, by)) = &self.removed {
-            return format!("removed outside sshjit (found {t} by {by})");
+        if let Some(m) = &self.removed {
+            return format!("removed outside sshjit (found {} by {})", m.at, m.by);
         }
         if self.grant.expires_at <= now {
             "expired".into()
@@ -89,6 +116,49 @@ pub struct Change {
 pub struct History {
     pub entries: Vec<Entry>,
     pub changes: Vec<Change>,
+    pub freezes: Vec<Freeze>,
+}
+
+fn freeze(freezes: &mut Vec<Freeze>, mark: Mark, reason: &str) {
+    if freezes.last().is_none_or(|f| f.until.is_some()) {
+        freezes.push(Freeze {
+            from: mark,
+            reason: reason.to_owned(),
+            until: None,
+        });
+    }
+}
+
+fn thaw(freezes: &mut [Freeze], mark: Mark) {
+    if let Some(f) = freezes.last_mut()
+        && f.until.is_none()
+    {
+        f.until = Some(mark);
+    }
+}
+
+/// A period when only break-glass grants were valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Freeze {
+    pub from: Mark,
+    pub reason: String,
+    /// When and by whom it was thawed (`None`: still frozen).
+    pub until: Option<Mark>,
+}
+
+impl History {
+    /// The freezes that kept `entry` out while it was otherwise in force
+    /// (none for a break-glass grant).
+    pub fn frozen_during(&self, entry: &Entry) -> Vec<&Freeze> {
+        if entry.grant.break_glass {
+            return Vec::new();
+        }
+        let (start, end) = entry.ordered_window();
+        self.freezes
+            .iter()
+            .filter(|f| f.from.order() < end && f.until.as_ref().is_none_or(|u| u.order() > start))
+            .collect()
+    }
 }
 
 /// Replays records (in order, voided ones skipped) into grants and changes.
@@ -120,7 +190,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 h.entries.push(entry(r, grant.clone(), false, *forced))
             }
             Action::Revoke { revocation } => {
-                let hit = revoke(&mut h.entries, revocation, r.time, &by);
+                let hit = revoke(&mut h.entries, revocation, r, &by);
                 change("revoke", describe_revocation(revocation), hit);
                 active.push(revocation.clone());
             }
@@ -137,7 +207,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
                             .iter_mut()
                             .filter(|x| x.target == t && x.lifted.is_none())
                         {
-                            rv.lifted = Some((r.time, by.clone()));
+                            rv.lifted = Some(Mark::of(r, &by));
                             hit.push(i);
                         }
                     }
@@ -157,6 +227,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
             }
             Action::Freeze { reason } => {
                 frozen = true;
+                freeze(&mut h.freezes, Mark::of(r, &by), reason.as_str());
                 change(
                     "freeze",
                     quote_for_display(reason.as_str(), 200),
@@ -165,6 +236,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
             }
             Action::Thaw { reason } => {
                 frozen = false;
+                thaw(&mut h.freezes, Mark::of(r, &by));
                 change("thaw", quote_for_display(reason.as_str(), 200), Vec::new());
             }
             Action::Prune {
@@ -211,7 +283,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
                     if adopted.get(e.grant.id.as_str()) == Some(&&e.grant) {
                         live.insert(e.grant.id.to_string());
                     } else {
-                        e.removed = Some((r.time, by.clone()));
+                        e.removed = Some(Mark::of(r, &by));
                         touched.push(i);
                     }
                 }
@@ -228,17 +300,19 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 }
                 for rev in revocations {
                     if !active.iter().any(|a| a.target == rev.target) {
-                        touched.extend(revoke(&mut h.entries, rev, r.time, &by));
+                        touched.extend(revoke(&mut h.entries, rev, r, &by));
                     }
                 }
                 active = revocations.clone();
                 if *adopted_frozen != frozen {
                     frozen = *adopted_frozen;
-                    what.push(if frozen {
-                        "frozen".into()
+                    if frozen {
+                        freeze(&mut h.freezes, Mark::of(r, &by), reason.as_str());
+                        what.push("frozen".into());
                     } else {
-                        "not frozen".into()
-                    });
+                        thaw(&mut h.freezes, Mark::of(r, &by));
+                        what.push("not frozen".into());
+                    }
                 }
                 change("adopt", what.join("; "), touched);
             }
@@ -262,18 +336,24 @@ fn entry(r: &Record<'static>, grant: Grant<'static>, adopted: bool, forced: bool
     }
 }
 
-/// Marks the live grants a revocation names; returns their indexes.
-fn revoke(entries: &mut [Entry], rev: &Revocation<'static>, at: Timestamp, by: &str) -> Vec<usize> {
+/// Marks the live grants a revocation (recorded by `r`) names; returns
+/// their indexes.
+fn revoke(
+    entries: &mut [Entry],
+    rev: &Revocation<'static>,
+    r: &Record<'_>,
+    by: &str,
+) -> Vec<usize> {
     let mut hit = Vec::new();
     let names = Names::new(&rev.target);
+    let by = rev
+        .revoked_by
+        .as_ref()
+        .map_or_else(|| by.to_owned(), |b| b.to_string());
     for (i, e) in entries.iter_mut().enumerate() {
-        if e.removed.is_none() && e.grant.expires_at > at && names.matches(&e.grant) {
+        if e.removed.is_none() && e.grant.expires_at > r.time && names.matches(&e.grant) {
             e.revoked.push(Revoked {
-                at: rev.revoked_at.unwrap_or(at).max(e.recorded_at),
-                by: rev
-                    .revoked_by
-                    .as_ref()
-                    .map_or_else(|| by.to_owned(), |b| b.to_string()),
+                mark: Mark::of(r, &by),
                 target: rev.target.to_string(),
                 reason: rev.reason.as_ref().map(|x| x.to_string()),
                 lifted: None,

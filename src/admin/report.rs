@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::history::{Change, Entry, replay};
+use super::history::{Change, Entry, History, replay};
 use super::list::{cut, render_table};
 use super::logins::{self, LoginLog, Usage};
 use super::{Context, Failure, audit, chain, lock, store};
@@ -130,6 +130,7 @@ fn report(globals: &Globals, args: &ReportArgs) -> Result<(String, bool), Failur
         logins: logins.as_ref(),
         login_file: args.logins.as_ref().map(|p| p.display().to_string()),
         now,
+        history: &history,
     };
     let verified = report.verified;
     if !verified {
@@ -177,6 +178,7 @@ struct Report<'h> {
     logins: Option<&'h LoginLog>,
     login_file: Option<String>,
     now: Timestamp,
+    history: &'h History,
 }
 
 fn subject(g: &Grant<'_>) -> String {
@@ -288,12 +290,16 @@ impl Report<'_> {
                     cut(&by, 24),
                     cut(e.grant.reason.as_str(), 40),
                     format!(
-                        "{}{}",
+                        "{}{}{}",
                         e.status(self.now),
                         if e.grant.break_glass {
                             " break-glass"
                         } else {
                             ""
+                        },
+                        match self.history.frozen_during(e).len() {
+                            0 => String::new(),
+                            n => format!(", frozen {n}x"),
                         }
                     ),
                 ];
@@ -337,9 +343,9 @@ impl Report<'_> {
             .iter()
             .map(|r| {
                 json!({
-                    "at": r.at.to_string(), "by": r.by, "target": r.target, "reason": r.reason,
-                    "lifted_at": r.lifted.as_ref().map(|l| l.0.to_string()),
-                    "lifted_by": r.lifted.as_ref().map(|l| l.1.clone()),
+                    "at": r.mark.at.to_string(), "by": r.mark.by, "target": r.target, "reason": r.reason,
+                    "lifted_at": r.lifted.as_ref().map(|l| l.at.to_string()),
+                    "lifted_by": r.lifted.as_ref().map(|l| l.by.clone()),
                 })
             })
             .collect();
@@ -365,7 +371,12 @@ impl Report<'_> {
             "access_until": end.to_string(),
             "status": e.status(self.now),
             "revocations": revoked,
-            "removed_at": e.removed.as_ref().map(|r| r.0.to_string()),
+            "frozen": self.history.frozen_during(e).iter().map(|f| json!({
+                "from": f.from.at.to_string(), "by": f.from.by, "reason": f.reason,
+                "until": f.until.as_ref().map(|u| u.at.to_string()),
+                "thawed_by": f.until.as_ref().map(|u| u.by.clone()),
+            })).collect::<Vec<_>>(),
+            "removed_at": e.removed.as_ref().map(|r| r.at.to_string()),
             "usage": usage,
         })
     }
@@ -426,6 +437,7 @@ impl Report<'_> {
             "revoked_by",
             "revoke_target",
             "revoke_reason",
+            "frozen",
             "decisions",
             "logins",
             "first_used",
@@ -479,10 +491,23 @@ impl Report<'_> {
                 start.to_string(),
                 end.to_string(),
                 e.status(self.now),
-                rev.map(|r| r.at.to_string()).unwrap_or_default(),
-                rev.map(|r| r.by.clone()).unwrap_or_default(),
+                rev.map(|r| r.mark.at.to_string()).unwrap_or_default(),
+                rev.map(|r| r.mark.by.clone()).unwrap_or_default(),
                 rev.map(|r| r.target.clone()).unwrap_or_default(),
                 rev.and_then(|r| r.reason.clone()).unwrap_or_default(),
+                self.history
+                    .frozen_during(e)
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{}..{} by {}",
+                            f.from.at,
+                            f.until.as_ref().map_or("-".into(), |u| u.at.to_string()),
+                            f.from.by
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 usage
                     .as_ref()
                     .map(|u| u.decisions.to_string())

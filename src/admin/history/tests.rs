@@ -142,7 +142,11 @@ fn replay_follows_grants_through_revocations_freezes_and_repairs() {
     assert_eq!(g1.revoked.len(), 1);
     assert_eq!(
         g1.revoked[0].lifted,
-        Some((t("2026-11-21T11:20:00Z"), "sec".into()))
+        Some(Mark {
+            at: t("2026-11-21T11:20:00Z"),
+            by: "sec".into(),
+            seq: 7
+        })
     );
     assert_eq!(
         g1.window(),
@@ -165,6 +169,92 @@ fn replay_follows_grants_through_revocations_freezes_and_repairs() {
     );
     assert_eq!(h.changes[2].grants, [0, 1]);
     assert_eq!(h.changes[4].grants, [1]);
+    // The freeze from 11:00 to 12:00 kept both out for a while.
+    let f = h.frozen_during(g1);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].from.at, t("2026-11-21T11:00:00Z"));
+    assert_eq!(f[0].reason, "INC-9");
+    assert_eq!(
+        f[0].until,
+        Some(Mark {
+            at: t("2026-11-21T12:00:00Z"),
+            by: "sec".into(),
+            seq: 9
+        })
+    );
+    assert_eq!(h.frozen_during(g2).len(), 1);
+    let mut bg = g1.clone();
+    bg.grant.break_glass = true;
+    assert!(
+        h.frozen_during(&bg).is_empty(),
+        "break-glass is never frozen out"
+    );
+    let mut late = g1.clone();
+    late.recorded_at = t("2026-11-21T12:30:00Z");
+    assert!(h.frozen_during(&late).is_empty());
+}
+
+#[test]
+fn within_one_second_the_records_order_decides() {
+    // Whole-second times: a grant, its revocation, a freeze and a thaw in
+    // the same second. The revoked grant was never frozen out; the other was.
+    let at = "2026-11-21T10:00:00Z";
+    let records = vec![
+        rec(
+            1,
+            at,
+            "bob",
+            Action::Grant {
+                grant: grant("g-1", "deploy"),
+                forced: false,
+            },
+        ),
+        rec(
+            2,
+            at,
+            "bob",
+            Action::Grant {
+                grant: grant("g-2", "web"),
+                forced: false,
+            },
+        ),
+        rec(
+            3,
+            at,
+            "bob",
+            Action::Revoke {
+                revocation: rev(r#"{"grant":"g-2"}"#),
+            },
+        ),
+        rec(
+            4,
+            at,
+            "sec",
+            Action::Freeze {
+                reason: reason("r"),
+            },
+        ),
+        rec(
+            5,
+            at,
+            "sec",
+            Action::Thaw {
+                reason: reason("r"),
+            },
+        ),
+        rec(
+            6,
+            at,
+            "bob",
+            Action::Grant {
+                grant: grant("g-3", "db"),
+                forced: false,
+            },
+        ),
+    ];
+    let h = replay(&records);
+    let frozen: Vec<usize> = h.entries.iter().map(|e| h.frozen_during(e).len()).collect();
+    assert_eq!(frozen, [1, 0, 0]);
 }
 
 #[test]
@@ -227,4 +317,6 @@ fn adopting_a_document_adds_and_removes_grants() {
         "{}",
         h.changes[0].what
     );
+    assert_eq!(h.freezes.len(), 1);
+    assert_eq!(h.freezes[0].until, None, "still frozen");
 }

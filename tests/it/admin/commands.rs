@@ -988,7 +988,7 @@ fn report_rebuilds_who_had_access_from_the_trail() {
         row(&g1).contains("deploy")
             && row(&g1).contains(FP_A)
             && row(&g1).contains("bob")
-            && row(&g1).contains("active")
+            && row(&g1).contains("active, frozen 1x")
     );
     assert!(row(&g2).contains("revoked "), "{}", row(&g2));
     assert!(row(&g2).contains(" by sec"), "{}", row(&g2));
@@ -1015,6 +1015,15 @@ fn report_rebuilds_who_had_access_from_the_trail() {
     assert_eq!(e["revocations"][0]["target"], format!("grant {g2}"));
     assert_eq!(e["recorded_by"], "bob");
     assert_eq!(e["usage"], Value::Null);
+    // The freeze came after g2's revocation: only g1 and g-hand were frozen out.
+    assert_eq!(e["frozen"], json!([]));
+    let e1 = grants
+        .iter()
+        .find(|e| e["grant"]["id"] == g1.as_str())
+        .unwrap();
+    assert_eq!(e1["frozen"][0]["by"], "sec");
+    assert_eq!(e1["frozen"][0]["reason"], "INC-6");
+    assert!(e1["frozen"][0]["until"].is_string());
     let actions: Vec<&str> = j["changes"]
         .as_array()
         .unwrap()
