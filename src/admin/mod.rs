@@ -256,6 +256,21 @@ impl AdminLog {
     }
 }
 
+/// A detached signature beside the policy (`policy.json.sig`) no longer
+/// matches it after an edit; hosts that require signatures would deny
+/// every login until it is signed again. Say so.
+fn stale_signature(file: &PolicyFile) {
+    let mut name = file.policy.file_name().unwrap_or_default().to_owned();
+    name.push(".sig");
+    let sig = file.policy.with_file_name(name);
+    if sig.exists() {
+        warn(&format!(
+            "{} was made for the previous version: sign the policy again before hosts that require signatures read it",
+            sig.display()
+        ));
+    }
+}
+
 /// Runs an editing command: loads the context, runs `body`, logs the
 /// outcome once and turns it into an exit status. `body` fills the log
 /// line and returns the committed record and what to print.
@@ -279,6 +294,7 @@ pub fn run_edit(
                 for r in &c.repaired {
                     cli::eprint(&format!("note: trail repaired: {r}\n"));
                 }
+                stale_signature(&ctx.file);
             }
             log.ok(&ctx, committed.as_ref());
             cli::print(&out)

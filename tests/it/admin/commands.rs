@@ -1163,3 +1163,20 @@ fn an_admin_without_rights_is_told_to_use_sudo() {
     c.uid(65534).gid(65534);
     run_cmd(c).assert_ok();
 }
+
+#[test]
+fn an_edit_warns_that_a_detached_signature_is_stale() {
+    let a = Admin::new("adm-sig");
+    a.grant("deploy", "a.pub", &[]);
+    a.dir
+        .write("policy.json.sig", "-----BEGIN SSH SIGNATURE-----\n");
+    let r = a.ok(&["freeze", "--reason", "r"]);
+    assert!(
+        r.stderr
+            .contains("policy.json.sig was made for the previous version"),
+        "{r:?}"
+    );
+    // Nothing changed, nothing to warn about.
+    let r = a.ok(&["freeze", "--reason", "r"]);
+    assert!(!r.stderr.contains(".sig"), "{r:?}");
+}
