@@ -231,6 +231,10 @@ impl AdminLog {
                     self.line.field("repaired", &c.repaired.join("; "));
                     self.severity = self.severity.min(Severity::Warning);
                 }
+                if let Some(w) = &c.warning {
+                    self.line.field("warning", w);
+                    self.severity = self.severity.min(Severity::Warning);
+                }
             }
             None => {
                 self.line.field("outcome", "unchanged");
@@ -293,6 +297,9 @@ pub fn run_edit(
             if let Some(c) = &committed {
                 for r in &c.repaired {
                     cli::eprint(&format!("note: trail repaired: {r}\n"));
+                }
+                if let Some(w) = &c.warning {
+                    warn(w);
                 }
                 stale_signature(&ctx.file);
             }

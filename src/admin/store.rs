@@ -166,6 +166,9 @@ pub struct Committed {
     pub serial: u64,
     /// What the edit mended on the way (interrupted earlier edits).
     pub repaired: Vec<String>,
+    /// The change is in effect, but something after it failed (the
+    /// directory's fsync): say so rather than report a failure.
+    pub warning: Option<String>,
 }
 
 pub struct Edited<T> {
@@ -222,7 +225,13 @@ pub fn edit<T>(
     };
     write_temp(target, &document)?;
     let mut committed = session.append(who, now, vec![(action, Some(result))])?;
-    install(target)?;
+    fs::rename(target.tmp_path(), &target.policy)
+        .map_err(io_error(format!("replacing {}", target.policy.display())))?;
+    // From here the change is in effect: a failure is a warning, not a
+    // refusal the admin would retry.
+    committed.warning = sync_dir(target.dir())
+        .err()
+        .map(|e| format!("the change is in effect, but it may not survive a power cut: {e}"));
     committed.repaired = repaired;
     Ok(Edited {
         value,
@@ -505,6 +514,7 @@ impl<'t> Session<'t> {
             hash: prev,
             serial,
             repaired,
+            warning: None,
         })
     }
 }
@@ -574,13 +584,6 @@ fn write_temp(target: &PolicyFile, document: &[u8]) -> Result<(), StoreError> {
         .and_then(|()| f.write_all(document))
         .and_then(|()| f.sync_all())
         .map_err(io_error(format!("writing {}", path.display())))
-}
-
-/// Renames the temp file over the policy and makes the rename durable.
-fn install(target: &PolicyFile) -> Result<(), StoreError> {
-    fs::rename(target.tmp_path(), &target.policy)
-        .map_err(io_error(format!("replacing {}", target.policy.display())))?;
-    sync_dir(target.dir())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
