@@ -35,7 +35,16 @@ struct GlobalArgs {
     #[arg(long, global = true, value_name = "SRC")]
     policy: Option<String>,
     /// This host's name for `hosts` globs [default: the config, else gethostname()]
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+}
+
+/// `--host` after `keys`, `principals` or `explain`. It cannot be a global
+/// option: `grant --host GLOB` means something else.
+#[derive(Args, Debug)]
+struct HostArg {
+    /// This host's name for `hosts` globs [default: the config, else gethostname()]
+    #[arg(long, value_name = "NAME")]
     host: Option<String>,
 }
 
@@ -49,6 +58,8 @@ enum Command {
         /// Print only the key with this fingerprint (sshd's %f)
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
     },
     /// Print the certificate principals valid now for USER (sshd's AuthorizedPrincipalsCommand)
     Principals {
@@ -64,6 +75,8 @@ enum Command {
         /// The certificate key's fingerprint (sshd's %f)
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
     },
     /// Validate the policy (and the config); print where an error is and how to fix it
     Check,
@@ -85,6 +98,29 @@ enum Command {
         /// A certificate serial to check against revocations
         #[arg(long, value_name = "N")]
         serial: Option<String>,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Give access: add a grant (prints only its id)
+    Grant(admin::grant::GrantArgs),
+    /// Take access away: add a revocation (it always wins over a grant)
+    Revoke(admin::revoke::RevokeArgs),
+    /// Lift the revocations that name exactly this
+    Unrevoke(admin::revoke::RevokeArgs),
+    /// Stop every grant but the break-glass ones
+    Freeze(admin::freeze::FreezeArgs),
+    /// Undo a freeze
+    Thaw(admin::freeze::FreezeArgs),
+    /// List the grants valid now (--all: every grant), revocations and the frozen state
+    List(admin::list::ListArgs),
+    /// Remove long-expired grants and dead revocations (the trail keeps them)
+    Prune(admin::prune::PruneArgs),
+    /// The access report from the change trail (--logins: and which grants were used)
+    Report(admin::report::ReportArgs),
+    /// Verify or repair the change trail
+    Audit {
+        #[command(subcommand)]
+        command: admin::audit::AuditCommand,
     },
     /// Sign a policy file with ssh-keygen -Y sign (namespace sshjit-policy), writing FILE.sig
     Sign {
@@ -124,13 +160,23 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Ok(cli) => cli,
         Err(e) => return usage_error(&args, &e),
     };
-    let globals = Globals {
+    let mut globals = Globals {
         config: cli.globals.config,
         policy: cli.globals.policy,
         host: cli.globals.host,
     };
+    // `--host` after the subcommand wins over one before it.
+    if let Command::Keys { host, .. }
+    | Command::Principals { host, .. }
+    | Command::Explain { host, .. } = &cli.command
+        && host.host.is_some()
+    {
+        globals.host.clone_from(&host.host);
+    }
     match cli.command {
-        Command::Keys { user, fingerprint } => helper::run(
+        Command::Keys {
+            user, fingerprint, ..
+        } => helper::run(
             &globals,
             &LoginArgs {
                 mode: ModeKind::Keys,
@@ -146,6 +192,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             key_id,
             serial,
             fingerprint,
+            ..
         } => helper::run(
             &globals,
             &LoginArgs {
@@ -189,6 +236,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             fingerprint,
             key_id,
             serial,
+            ..
         } => admin::explain::run(
             &globals,
             &admin::explain::ExplainArgs {
@@ -199,6 +247,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
+        Command::Grant(args) => admin::grant::run(&globals, &args),
+        Command::Revoke(args) => admin::revoke::run_revoke(&globals, &args),
+        Command::Unrevoke(args) => admin::revoke::run_unrevoke(&globals, &args),
+        Command::Freeze(args) => admin::freeze::run(&globals, &args, true),
+        Command::Thaw(args) => admin::freeze::run(&globals, &args, false),
+        Command::List(args) => admin::list::run(&globals, &args),
+        Command::Prune(args) => admin::prune::run(&globals, &args),
+        Command::Report(args) => admin::report::run(&globals, &args),
+        Command::Audit { command } => admin::audit::run(&globals, &command),
     }
 }
 

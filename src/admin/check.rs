@@ -94,13 +94,13 @@ pub fn summary(origin: &str, policy: &Policy<'_>, now: Timestamp) -> String {
         }
     );
     for (i, r) in policy.revocations.iter().enumerate() {
-        if let Target::Grant(id) = &r.target {
-            if policy.grant(id.as_str()).is_none() {
-                let _ = writeln!(
-                    out,
-                    "warning: revocations[{i}] names grant {id}, which is not in the document"
-                );
-            }
+        if let Target::Grant(id) = &r.target
+            && policy.grant(id.as_str()).is_none()
+        {
+            let _ = writeln!(
+                out,
+                "warning: revocations[{i}] names grant {id}, which is not in the document"
+            );
         }
     }
     out

@@ -35,7 +35,12 @@ pub fn run(globals: &Globals) -> u8 {
             ));
             continue;
         };
-        match index::write_for(path) {
+        // Under the admin commands' lock: no edit can run meanwhile.
+        let indexed = super::store::PolicyFile::resolve(path)
+            .and_then(|file| super::lock::lock(&file).map(|lock| (file, lock)))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|(file, _lock)| index::write_for(&file.policy));
+        match indexed {
             Ok(w) => out.push_str(&format!(
                 "indexed {}: {} bytes of policy, {} bytes of index in {}\n",
                 path.display(),
@@ -57,11 +62,12 @@ pub fn run(globals: &Globals) -> u8 {
 /// the document byte for byte.
 pub fn status(path: &std::path::Path, document: &[u8]) -> String {
     use ssh_key::sha2::{Digest, Sha256};
-    let meta = match crate::source::file::open_secure(path, crate::policy::MAX_DOCUMENT_BYTES) {
-        Ok(f) => f.meta,
-        Err(e) => return format!("index: cannot check: {e}\n"),
-    };
-    let idx = index::index_path(path);
+    let (meta, canonical) =
+        match crate::source::file::open_secure(path, crate::policy::MAX_DOCUMENT_BYTES) {
+            Ok(f) => (f.meta, f.canonical),
+            Err(e) => return format!("index: cannot check: {e}\n"),
+        };
+    let idx = index::index_path(&canonical);
     let file = match crate::source::file::open_secure(&idx, index::MAX_INDEX_BYTES as usize) {
         Ok(f) => f,
         Err(crate::source::file::FileError::NotFound(_)) => {

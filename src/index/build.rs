@@ -11,7 +11,7 @@ use ssh_key::sha2::{Digest, Sha256};
 
 use super::lookup::Identity;
 use super::{
-    ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, Kind, MAGIC, RACY_WINDOW, SUFFIX, entry_check, fnv1a,
+    ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, Kind, MAGIC, SUFFIX, entry_check, fnv1a, racy_window,
 };
 use crate::policy::MAX_DOCUMENT_BYTES;
 use crate::policy::{Fingerprint, Grant, Policy, Revocation, Subject, Target};
@@ -192,9 +192,10 @@ pub struct Written {
 /// Reads the policy file at `policy_path` (with the usual permission
 /// checks), builds its index and writes it beside it: temp file (0644, the
 /// policy's owner) in the same directory, fsync, rename, fsync of the
-/// directory.
+/// directory. The caller holds the policy's lock (the admin commands'
+/// `policy.json.lock`), so no other writer uses the temp file.
 ///
-/// The file is read only once its last change is at least [`RACY_WINDOW`]
+/// The file is read only once its last change is at least [`racy_window`]
 /// old (waiting if need be), and its identity is taken before and checked
 /// after the read: any later edit then shows in ctime, so the index can
 /// never be mistaken for a description of a newer version.
@@ -206,13 +207,14 @@ pub fn write_for(policy_path: &Path) -> io::Result<Written> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    // One fixed name: the caller holds the policy's lock, and a temp file
+    // left by an interrupted run is simply replaced.
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp",
         target
             .file_name()
             .and_then(|n| n.to_str())
-            .unwrap_or("policy.idx"),
-        std::process::id()
+            .unwrap_or("policy.idx")
     ));
     {
         let _ = fs::remove_file(&tmp);
@@ -250,14 +252,14 @@ fn identity_owner(path: &Path) -> io::Result<u32> {
 }
 
 /// The document, its identity, and a time before the read that is at
-/// least `RACY_WINDOW` after its last change.
+/// least the racy window after its last change.
 fn read_settled(path: &Path) -> io::Result<(Vec<u8>, Identity, Timestamp)> {
     for _ in 0..10 {
         let f = open_secure(path, MAX_DOCUMENT_BYTES).map_err(io::Error::other)?;
         let identity = Identity::of(&f.meta);
         let changed = Timestamp::from_unix(identity.ctime.0, identity.ctime.1)
             .max(Timestamp::from_unix(identity.mtime.0, identity.mtime.1));
-        let settled = changed.saturating_add(RACY_WINDOW);
+        let settled = changed.saturating_add(racy_window(&identity));
         let now = Timestamp::now();
         if now < settled {
             std::thread::sleep(now.until(settled));

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use ssh_key::sha2::{Digest, Sha256};
 
 use super::{
-    ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, IndexError, Kind, MAGIC, RACY_WINDOW, entry_check, fnv1a,
+    ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, IndexError, Kind, MAGIC, entry_check, fnv1a, racy_window,
 };
 use crate::time::Timestamp;
 
@@ -147,7 +147,7 @@ impl<R: ReadAt> Index<R> {
         );
         let changed = Timestamp::from_unix(identity.ctime.0, identity.ctime.1)
             .max(Timestamp::from_unix(identity.mtime.0, identity.mtime.1));
-        if built < changed.saturating_add(RACY_WINDOW) {
+        if built < changed.saturating_add(racy_window(identity)) {
             return Err(IndexError::Racy);
         }
         let policy_sha256: [u8; 32] = h[76..108].try_into().unwrap();

@@ -8,7 +8,7 @@
 //! inode, size, mtime and ctime, and the helper compares them with an fstat
 //! of the open policy. Any edit changes them (ctime cannot be set from user
 //! space; an admin's rename gives a new inode). An index built less than
-//! [`RACY_WINDOW`] after the policy's last change is not trusted, because a
+//! [`racy_window`] after the policy's last change is not trusted, because a
 //! second edit within one timestamp tick could leave every field equal
 //! (the "racy git" problem); the builder waits out that window before it
 //! reads the policy, so its own index is never racy. Whenever the index is missing, stale, racy or
@@ -55,9 +55,19 @@ use crate::source::file::{FileError, open_secure};
 pub const SUFFIX: &str = ".idx";
 /// Largest index accepted.
 pub const MAX_INDEX_BYTES: u64 = 1 << 30;
-/// How long after the policy's last change an index must have been built to
-/// be trusted.
-pub const RACY_WINDOW: Duration = Duration::from_millis(100);
+/// How long after the policy's last change an index must have been built
+/// to be trusted: longer than one tick of the file system's timestamps.
+/// Local Linux file systems keep nanoseconds from a clock that ticks at
+/// least every 10 ms; a file whose times have no nanoseconds at all is
+/// taken to be on one that keeps whole seconds (FAT, some network file
+/// systems).
+pub fn racy_window(identity: &Identity) -> Duration {
+    if identity.ctime.1 == 0 && identity.mtime.1 == 0 {
+        Duration::from_millis(2500)
+    } else {
+        Duration::from_millis(25)
+    }
+}
 
 const MAGIC: &[u8; 8] = b"SSHJITX1";
 const FORMAT_VERSION: u32 = 1;

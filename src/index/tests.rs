@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use std::time::Duration;
+
 use super::*;
 use crate::policy::key::tests::{FP_A, FP_B, KEY_A, KEY_B};
 use crate::policy::{Decision, Denial, HostName, Mode, Policy, Request, Username, evaluate};
@@ -176,7 +178,7 @@ fn another_version_of_the_file_is_stale() {
 fn an_index_built_right_after_a_change_is_racy() {
     let doc = doc();
     let soon = Timestamp::from_unix(identity().ctime.0, identity().ctime.1)
-        .saturating_add(RACY_WINDOW / 2);
+        .saturating_add(racy_window(&identity()) / 2);
     let bytes = build(&doc, &identity(), soon).unwrap();
     assert!(matches!(
         Index::open(&bytes[..], &identity()),
@@ -226,6 +228,22 @@ fn damage_is_detected_never_misread() {
     assert!(matches!(
         Index::open(&b"not an index at all"[..], &identity()),
         Err(IndexError::Damaged(_))
+    ));
+}
+
+#[test]
+fn whole_second_timestamps_need_a_longer_wait() {
+    let mut coarse = identity();
+    coarse.ctime.1 = 0;
+    coarse.mtime.1 = 0;
+    assert!(racy_window(&coarse) > Duration::from_secs(2));
+    assert!(racy_window(&identity()) < Duration::from_millis(100));
+    // An index read 1 s after a change on such a file system is racy.
+    let at = Timestamp::from_unix(coarse.ctime.0 + 1, 0);
+    let bytes = build(&doc(), &coarse, at).unwrap();
+    assert!(matches!(
+        Index::open(&bytes[..], &coarse),
+        Err(IndexError::Racy)
     ));
 }
 

@@ -276,10 +276,10 @@ impl<'a> Grant<'a> {
             (None, Some(p)) => Subject::Principal(p),
             _ => return fail("needs exactly one of \"key\" or \"principal\""),
         };
-        if let Some(nb) = raw.not_before {
-            if nb >= raw.expires_at {
-                return fail("\"not_before\" must be earlier than \"expires_at\"");
-            }
+        if let Some(nb) = raw.not_before
+            && nb >= raw.expires_at
+        {
+            return fail("\"not_before\" must be earlier than \"expires_at\"");
         }
         if raw.hosts.len() > MAX_HOSTS {
             return fail("has more than 256 \"hosts\" patterns");

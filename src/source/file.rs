@@ -65,6 +65,8 @@ pub struct SecureFile {
     /// fstat of the open handle.
     pub meta: Metadata,
     pub path: PathBuf,
+    /// The path with every symlink resolved: where the file really is.
+    pub canonical: PathBuf,
     limit: usize,
 }
 
@@ -116,10 +118,10 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
     if let Some(parent) = absolute.parent() {
         check_ancestors(parent, me)?;
     }
-    if canonical != absolute {
-        if let Some(parent) = canonical.parent() {
-            check_ancestors(parent, me)?;
-        }
+    if canonical != absolute
+        && let Some(parent) = canonical.parent()
+    {
+        check_ancestors(parent, me)?;
     }
     // O_NOFOLLOW: the canonical name has no symlink left, so one appearing
     // now is a race we refuse. O_NONBLOCK: never hang opening a FIFO.
@@ -153,8 +155,30 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
         file,
         meta,
         path: path.to_owned(),
+        canonical,
         limit,
     })
+}
+
+/// Checks that `dir` and every directory above it are owned by root or us
+/// and not writable by group or others: the rule for a file about to be
+/// created there (the admin commands creating the policy or its trail).
+pub fn check_directory(dir: &Path) -> Result<(), FileError> {
+    check_ancestors(dir, system::euid())
+}
+
+/// Checks a file the caller opened itself (with `O_NOFOLLOW`): a regular
+/// file owned by root or us, not writable by group or others.
+pub fn check_open_file(path: &Path, file: &File) -> Result<Metadata, FileError> {
+    let meta = file.metadata().map_err(|error| FileError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular(path.to_owned()));
+    }
+    check_owner_and_mode(path, &meta, system::euid(), false)?;
+    Ok(meta)
 }
 
 enum ReadBoundedError {

@@ -385,7 +385,9 @@ fn fetch_one(
             if let Some(q) = index {
                 // The index is probed with the fstat of the open policy, so
                 // it can only describe the very file that was checked.
-                match crate::index::lookup_file(path, &f.meta, q.user, q.certificate) {
+                // The index lies beside the file itself (after symlinks),
+                // where the admin commands write it.
+                match crate::index::lookup_file(&f.canonical, &f.meta, q.user, q.certificate) {
                     Ok(found) => return Ok(Got::Part(found)),
                     Err(e) => *index_status = e.word(),
                 }

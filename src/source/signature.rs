@@ -193,13 +193,13 @@ impl AllowedSigners {
 impl Entry {
     /// Why this line does not allow a policy signature at `now`.
     fn refusal(&self, now: i64) -> Option<String> {
-        if let Some(ns) = &self.namespaces {
-            if !pattern_list_matches(ns, NAMESPACE) {
-                return Some(format!(
-                    "line {} allows namespaces=\"{ns}\", not {NAMESPACE}",
-                    self.line
-                ));
-            }
+        if let Some(ns) = &self.namespaces
+            && !pattern_list_matches(ns, NAMESPACE)
+        {
+            return Some(format!(
+                "line {} allows namespaces=\"{ns}\", not {NAMESPACE}",
+                self.line
+            ));
         }
         if self.valid_after.is_some_and(|t| now < t) {
             return Some(format!("line {} is not valid yet (valid-after)", self.line));

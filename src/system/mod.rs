@@ -1,6 +1,7 @@
 //! Calls into libc that std does not offer: the effective uid, the host
-//! name, and local-time conversion as sshd does it. This is the only module
-//! allowed to use `unsafe`; each block says why it is sound.
+//! name, random bytes, and local-time conversion (as sshd does it, and as
+//! syslog timestamps are written). This is the only module allowed to use
+//! `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -134,6 +135,49 @@ fn mktime_standard(c: &Civil) -> Option<i64> {
     tm.tm_min = c.minute as i32;
     tm.tm_sec = c.second as i32;
     tm.tm_isdst = 0;
+    // SAFETY: `tm` is a valid, initialised local; mktime reads and normalises it.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 {
+        return None;
+    }
+    Some(i64::from(t))
+}
+
+/// Fills `buf` from the kernel's random number generator (getrandom(2)),
+/// which blocks only until the pool is first initialised at boot.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `rest`, a live, writable
+        // slice; getrandom writes at most that many bytes into it.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// The instant that local calendar fields (this host's zone, summer time
+/// decided by the zone rules) name, as syslog's classic timestamps are
+/// written. `None` when the fields are out of range or do not exist.
+#[allow(clippy::useless_conversion)]
+pub fn local_to_unix(c: &Civil) -> Option<i64> {
+    civil_to_unix(c)?;
+    let mut tm = zeroed_tm();
+    tm.tm_year = i32::try_from(c.year - 1900).ok()?;
+    tm.tm_mon = c.month as i32 - 1;
+    tm.tm_mday = c.day as i32;
+    tm.tm_hour = c.hour as i32;
+    tm.tm_min = c.minute as i32;
+    tm.tm_sec = c.second as i32;
+    tm.tm_isdst = -1;
     // SAFETY: `tm` is a valid, initialised local; mktime reads and normalises it.
     let t = unsafe { libc::mktime(&mut tm) };
     if t == -1 {

@@ -1,0 +1,273 @@
+//! Walking a whole trail: every record's own hash, the `seq` numbers and
+//! `prev` links between records, and the rules between neighbours. Used by
+//! `audit verify`, `audit repair` and `report`.
+
+use std::io::{self, Read};
+
+use super::trail::{Action, Line, LineError, Lines, Record, ZERO_HASH, decode};
+use crate::time::Timestamp;
+
+/// The first thing wrong with a trail, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Break {
+    /// 1-based line number.
+    pub line: u64,
+    pub message: String,
+}
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Complete, well-chained records before any break.
+    pub records: u64,
+    pub first_time: Option<Timestamp>,
+    pub last_time: Option<Timestamp>,
+    /// The last two good records, oldest first.
+    pub last: Vec<Record<'static>>,
+    /// Bytes after the last `\n` (an append that did not finish) and where
+    /// they start.
+    pub partial: Option<(u64, Vec<u8>)>,
+    /// The first break in the chain; the walk stops there.
+    pub broken: Option<Break>,
+}
+
+impl Walk {
+    pub fn head(&self) -> Option<&Record<'static>> {
+        self.last.last()
+    }
+}
+
+/// Walks every record, calling `each` on the good ones in order.
+pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result<Walk> {
+    let mut lines = Lines::new(reader);
+    let mut walk = Walk::default();
+    let mut prev_hash = ZERO_HASH.to_owned();
+    let mut offset: u64 = 0;
+    while let Some((line_no, line)) = lines.next_line()? {
+        let bytes = match line {
+            Line::Complete(b) => b,
+            Line::Partial(b) => {
+                walk.partial = Some((offset, b.to_vec()));
+                break;
+            }
+        };
+        offset += bytes.len() as u64 + 1;
+        let fail = |message: String| {
+            Some(Break {
+                line: line_no,
+                message,
+            })
+        };
+        let record = match decode(bytes) {
+            Ok(r) => r,
+            Err(e @ LineError::Altered) => {
+                walk.broken = fail(format!("record on line {line_no}: {e}"));
+                break;
+            }
+            Err(e) => {
+                walk.broken = fail(format!("line {line_no}: {e}"));
+                break;
+            }
+        };
+        let expected = walk.records + 1;
+        if let Some(message) = link_problem(&record, expected, &prev_hash, walk.last.last()) {
+            walk.broken = fail(message);
+            break;
+        }
+        each(&record);
+        prev_hash = record.hash().to_owned();
+        walk.records = expected;
+        walk.first_time.get_or_insert(record.time);
+        walk.last_time = Some(record.time);
+        if walk.last.len() == 2 {
+            walk.last.remove(0);
+        }
+        walk.last.push(record.into_owned());
+    }
+    Ok(walk)
+}
+
+/// What is wrong between a record and the one before it, if anything.
+fn link_problem(
+    record: &Record<'_>,
+    expected: u64,
+    prev_hash: &str,
+    before: Option<&Record<'static>>,
+) -> Option<String> {
+    let seq = record.seq;
+    if seq > expected {
+        let missing = if seq == expected + 1 {
+            format!("record {expected} is missing")
+        } else {
+            format!("records {expected} to {} are missing", seq - 1)
+        };
+        return Some(format!(
+            "{missing} before record {seq}: records were removed"
+        ));
+    }
+    if seq < expected {
+        return Some(format!(
+            "record {seq} appears where record {expected} should be: records were duplicated or reordered"
+        ));
+    }
+    if record.prev != prev_hash {
+        return Some(format!(
+            "record {seq} does not follow the record before it (its prev hash differs): a record before it was altered or replaced"
+        ));
+    }
+    if let Action::Repair {
+        voids: Some(voided),
+        ..
+    } = &record.action
+    {
+        let voids_previous_edit = before.is_some_and(|b| b.seq == *voided && b.action.is_edit());
+        if !voids_previous_edit {
+            return Some(format!(
+                "record {seq} voids record {voided}, which is not the change just before it"
+            ));
+        }
+    }
+    if record.action.is_edit() {
+        if let (Some(b), Some(s)) = (before.and_then(|b| b.serial), record.serial)
+            && s <= b
+        {
+            return Some(format!(
+                "record {seq} sets serial {s}, not above the serial {b} before it"
+            ));
+        }
+        if record.serial.is_none() || record.policy_sha256.is_none() {
+            return Some(format!(
+                "record {seq} is a change without the serial and hash of its result"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::trail::{encode, sha256_hex};
+    use crate::policy::{Actor, Reason};
+
+    fn record(seq: u64, prev: &str, action: Action<'static>, serial: u64) -> (Vec<u8>, String) {
+        let r = Record {
+            seq,
+            time: Timestamp::from_unix(1_795_255_200 + seq as i64, 0),
+            actor: Actor::new("bob").unwrap(),
+            os_user: "root".into(),
+            sudo_user: None,
+            host: "admin-1".into(),
+            action,
+            serial: Some(serial),
+            policy_sha256: Some(sha256_hex(serial.to_string().as_bytes())),
+            prev: prev.into(),
+            hash: None,
+        };
+        encode(&r).unwrap()
+    }
+
+    fn freeze() -> Action<'static> {
+        Action::Freeze {
+            reason: Reason::new("INC-1").unwrap(),
+        }
+    }
+
+    fn thaw() -> Action<'static> {
+        Action::Thaw {
+            reason: Reason::new("INC-1 over").unwrap(),
+        }
+    }
+
+    fn chain(n: u64) -> Vec<Vec<u8>> {
+        let mut prev = ZERO_HASH.to_owned();
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let action = if seq % 2 == 1 { freeze() } else { thaw() };
+            let (line, hash) = record(seq, &prev, action, seq);
+            out.push(line);
+            prev = hash;
+        }
+        out
+    }
+
+    fn walk_lines(lines: &[Vec<u8>]) -> Walk {
+        walk(lines.concat().as_slice(), |_| {}).unwrap()
+    }
+
+    #[test]
+    fn a_good_chain_walks_to_the_end() {
+        let w = walk_lines(&chain(5));
+        assert_eq!(w.broken, None);
+        assert_eq!(w.records, 5);
+        assert_eq!(w.head().unwrap().seq, 5);
+        assert_eq!(w.last.len(), 2);
+        assert!(w.partial.is_none());
+    }
+
+    #[test]
+    fn an_edited_record_breaks_the_chain_where_it_is() {
+        let mut lines = chain(5);
+        let text = String::from_utf8(lines[2].clone()).unwrap();
+        lines[2] = text.replace("INC-1", "INC-2").into_bytes();
+        let w = walk_lines(&lines);
+        let b = w.broken.unwrap();
+        assert_eq!(b.line, 3);
+        assert!(b.message.contains("altered"), "{}", b.message);
+        assert_eq!(w.records, 2);
+    }
+
+    #[test]
+    fn a_removed_record_is_named() {
+        let mut lines = chain(5);
+        lines.remove(2);
+        let b = walk_lines(&lines).broken.unwrap();
+        assert_eq!(b.line, 3);
+        assert!(b.message.contains("record 3 is missing"), "{}", b.message);
+    }
+
+    #[test]
+    fn a_record_rewritten_with_a_fresh_hash_breaks_the_next_link() {
+        let mut lines = chain(4);
+        let prev1 = decode(lines[0].strip_suffix(b"\n").unwrap())
+            .unwrap()
+            .hash
+            .unwrap();
+        // Record 2 recomputed with other contents: its own hash is fine,
+        // but record 3 still names the original.
+        lines[1] = record(2, &prev1, freeze(), 2).0;
+        let b = walk_lines(&lines).broken.unwrap();
+        assert_eq!(b.line, 3);
+        assert!(b.message.contains("does not follow"), "{}", b.message);
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_reported_not_fatal() {
+        let mut lines = chain(3);
+        let cut = lines[2].len() / 2;
+        lines[2].truncate(cut);
+        let w = walk_lines(&lines);
+        assert_eq!(w.broken, None);
+        assert_eq!(w.records, 2);
+        let (offset, bytes) = w.partial.unwrap();
+        assert_eq!(offset, (lines[0].len() + lines[1].len()) as u64);
+        assert_eq!(bytes.len(), cut);
+    }
+
+    #[test]
+    fn serials_must_grow_with_edits() {
+        let (l1, h1) = record(1, ZERO_HASH, freeze(), 5);
+        let (l2, _) = record(2, &h1, thaw(), 5);
+        let b = walk_lines(&[l1, l2]).broken.unwrap();
+        assert!(b.message.contains("not above"), "{}", b.message);
+    }
+
+    #[test]
+    fn garbage_is_not_a_record() {
+        let mut lines = chain(2);
+        lines.insert(1, b"{\"seq\":2}\n".to_vec());
+        let b = walk_lines(&lines).broken.unwrap();
+        assert_eq!(b.line, 2);
+        assert!(b.message.contains("not a trail record"), "{}", b.message);
+    }
+}

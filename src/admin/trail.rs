@@ -1,0 +1,504 @@
+//! The change trail: one JSON line per change beside the policy
+//! (`policy.json` → `policy.json.audit.jsonl`). Each record carries the
+//! SHA-256 of the record before it (a hash chain), and the SHA-256 and
+//! serial of the policy document it produced, which anchors the chain's
+//! head to the policy file itself.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use ssh_key::sha2::{Digest, Sha256};
+
+use crate::policy::{Actor, Grant, GrantId, Reason, Revocation};
+use crate::time::Timestamp;
+
+/// `prev` of the first record.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Longest record accepted (an `adopt` record holds a whole document).
+pub const MAX_LINE: usize = 2 * crate::policy::MAX_DOCUMENT_BYTES + 64 * 1024;
+
+/// The trail of the policy at `policy`.
+pub fn trail_path(policy: &Path) -> PathBuf {
+    let mut name = policy.file_name().unwrap_or_default().to_owned();
+    name.push(".audit.jsonl");
+    policy.with_file_name(name)
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One change, as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record<'a> {
+    /// 1, 2, 3, ... without gaps.
+    pub seq: u64,
+    pub time: Timestamp,
+    /// Who the change is attributed to (`--by`, `SUDO_USER` or the user).
+    #[serde(borrow)]
+    pub actor: Actor<'a>,
+    /// The account that ran the command, and the host it ran on.
+    pub os_user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
+    pub host: String,
+    #[serde(flatten, borrow)]
+    pub action: Action<'a>,
+    /// The document after this record: its serial and SHA-256 (`null`: no
+    /// policy file).
+    pub serial: Option<u64>,
+    pub policy_sha256: Option<String>,
+    /// The `hash` of the record before (`ZERO_HASH` for the first).
+    pub prev: String,
+    /// SHA-256 of this line without its `hash` field; set when read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// What a record did, with everything needed to reconstruct it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action<'a> {
+    /// The document as found: when the trail starts on an existing policy,
+    /// or when an admin acknowledges a change made outside sshjit.
+    Adopt {
+        #[serde(borrow)]
+        reason: Reason<'a>,
+        frozen: bool,
+        #[serde(borrow)]
+        grants: Vec<Grant<'a>>,
+        #[serde(borrow)]
+        revocations: Vec<Revocation<'a>>,
+    },
+    Grant {
+        #[serde(borrow)]
+        grant: Grant<'a>,
+        /// Longer than `max_grant`, given with `--force`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        forced: bool,
+    },
+    Revoke {
+        #[serde(borrow)]
+        revocation: Revocation<'a>,
+    },
+    /// Revocations lifted.
+    Unrevoke {
+        #[serde(borrow)]
+        reason: Reason<'a>,
+        #[serde(borrow)]
+        revocations: Vec<Revocation<'a>>,
+    },
+    Freeze {
+        #[serde(borrow)]
+        reason: Reason<'a>,
+    },
+    Thaw {
+        #[serde(borrow)]
+        reason: Reason<'a>,
+    },
+    /// Expired grants and dead revocations removed from the document.
+    Prune {
+        older_than: String,
+        #[serde(borrow)]
+        grants: Vec<GrantId<'a>>,
+        #[serde(borrow)]
+        revocations: Vec<Revocation<'a>>,
+    },
+    /// The trail itself was mended: an interrupted change voided and/or
+    /// the incomplete end of an interrupted append discarded.
+    Repair {
+        #[serde(borrow)]
+        reason: Reason<'a>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voids: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        discarded_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        discarded_sha256: Option<String>,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Action<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Adopt { .. } => "adopt",
+            Action::Grant { .. } => "grant",
+            Action::Revoke { .. } => "revoke",
+            Action::Unrevoke { .. } => "unrevoke",
+            Action::Freeze { .. } => "freeze",
+            Action::Thaw { .. } => "thaw",
+            Action::Prune { .. } => "prune",
+            Action::Repair { .. } => "repair",
+        }
+    }
+
+    /// Whether the record stands for an edit of the document (which an
+    /// interruption may have kept from taking effect), rather than a
+    /// statement about the document as it already is.
+    pub fn is_edit(&self) -> bool {
+        !matches!(self, Action::Adopt { .. } | Action::Repair { .. })
+    }
+
+    pub fn into_owned(self) -> Action<'static> {
+        fn rev(v: Vec<Revocation<'_>>) -> Vec<Revocation<'static>> {
+            v.into_iter().map(Revocation::into_owned).collect()
+        }
+        match self {
+            Action::Adopt {
+                reason,
+                frozen,
+                grants,
+                revocations,
+            } => Action::Adopt {
+                reason: reason.into_owned(),
+                frozen,
+                grants: grants.into_iter().map(Grant::into_owned).collect(),
+                revocations: rev(revocations),
+            },
+            Action::Grant { grant, forced } => Action::Grant {
+                grant: grant.into_owned(),
+                forced,
+            },
+            Action::Revoke { revocation } => Action::Revoke {
+                revocation: revocation.into_owned(),
+            },
+            Action::Unrevoke {
+                reason,
+                revocations,
+            } => Action::Unrevoke {
+                reason: reason.into_owned(),
+                revocations: rev(revocations),
+            },
+            Action::Freeze { reason } => Action::Freeze {
+                reason: reason.into_owned(),
+            },
+            Action::Thaw { reason } => Action::Thaw {
+                reason: reason.into_owned(),
+            },
+            Action::Prune {
+                older_than,
+                grants,
+                revocations,
+            } => Action::Prune {
+                older_than,
+                grants: grants.into_iter().map(GrantId::into_owned).collect(),
+                revocations: rev(revocations),
+            },
+            Action::Repair {
+                reason,
+                voids,
+                discarded_bytes,
+                discarded_sha256,
+            } => Action::Repair {
+                reason: reason.into_owned(),
+                voids,
+                discarded_bytes,
+                discarded_sha256,
+            },
+        }
+    }
+}
+
+impl Record<'_> {
+    pub fn into_owned(self) -> Record<'static> {
+        Record {
+            seq: self.seq,
+            time: self.time,
+            actor: self.actor.into_owned(),
+            os_user: self.os_user,
+            sudo_user: self.sudo_user,
+            host: self.host,
+            action: self.action.into_owned(),
+            serial: self.serial,
+            policy_sha256: self.policy_sha256,
+            prev: self.prev,
+            hash: self.hash,
+        }
+    }
+
+    /// The record's hash (set on every record read or encoded).
+    pub fn hash(&self) -> &str {
+        self.hash.as_deref().unwrap_or(ZERO_HASH)
+    }
+}
+
+/// Encodes a record as one line (with its `\n`) and returns the line and
+/// the record's hash. The hash covers the exact bytes of the line without
+/// its final `,"hash":"..."` member, so verifying needs no re-encoding.
+pub fn encode(record: &Record<'_>) -> Result<(Vec<u8>, String), serde_json::Error> {
+    let mut unhashed = record.clone();
+    unhashed.hash = None;
+    let mut line = serde_json::to_vec(&unhashed)?;
+    let hash = sha256_hex(&line);
+    // `line` is a JSON object: replace its closing brace.
+    line.pop();
+    line.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+    Ok((line, hash))
+}
+
+/// Why one line is not a good record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    /// Not a record at all (not JSON, missing fields, invalid values).
+    Syntax(String),
+    /// A record whose contents no longer match its hash: it was edited.
+    Altered,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::Syntax(m) => write!(f, "not a trail record: {m}"),
+            LineError::Altered => f.write_str("its contents do not match its hash: it was altered"),
+        }
+    }
+}
+
+/// Decodes one line (without its `\n`) and checks it against its own hash.
+pub fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
+    let record: Record<'_> =
+        serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
+    let Some(hash) = record.hash.as_deref() else {
+        return Err(LineError::Syntax("no \"hash\"".into()));
+    };
+    let suffix = format!(",\"hash\":\"{hash}\"}}");
+    let Some(body) = line.strip_suffix(suffix.as_bytes()) else {
+        return Err(LineError::Syntax("\"hash\" is not the last member".into()));
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update(b"}");
+    if hex(&hasher.finalize()) != hash {
+        return Err(LineError::Altered);
+    }
+    Ok(record)
+}
+
+/// The end of a trail file: its last complete records and any incomplete
+/// line after them.
+#[derive(Debug, Default)]
+pub struct TailBytes {
+    /// The last complete lines (without `\n`), oldest first.
+    pub lines: Vec<Vec<u8>>,
+    /// Byte offset just after the last complete line.
+    pub complete_len: u64,
+    /// Bytes after the last `\n`: an append that did not finish.
+    pub partial: Vec<u8>,
+}
+
+/// Reads the last `want` complete lines of a file without reading it all.
+pub fn read_tail(file: &mut File, want: usize) -> io::Result<TailBytes> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::with_capacity((len - start) as usize);
+        file.take(len - start).read_to_end(&mut buf)?;
+        let last_nl = buf.iter().rposition(|&b| b == b'\n');
+        let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+        // `want` complete lines need `want` newlines ending them plus one
+        // before the first, unless the window reaches the start of the file.
+        if newlines > want || start == 0 {
+            let complete_end = last_nl.map_or(0, |i| i + 1);
+            let partial = buf[complete_end..].to_vec();
+            let complete = &buf[..complete_end];
+            let mut lines: Vec<Vec<u8>> = complete
+                .split(|&b| b == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect();
+            lines.pop(); // after the final '\n'
+            if start > 0 {
+                lines.remove(0); // cut by the window
+            }
+            let skip = lines.len().saturating_sub(want);
+            lines.drain(..skip);
+            return Ok(TailBytes {
+                lines,
+                complete_len: start + complete_end as u64,
+                partial,
+            });
+        }
+        if window >= len || window > MAX_LINE as u64 * 4 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the last records are longer than any record can be",
+            ));
+        }
+        window *= 4;
+    }
+}
+
+/// Streams the complete lines of a trail, bounded in length; the bytes
+/// after the last `\n`, if any, come back as `Line::Partial`.
+pub struct Lines<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
+    pub line_no: u64,
+}
+
+pub enum Line<'b> {
+    Complete(&'b [u8]),
+    Partial(&'b [u8]),
+}
+
+impl<R: Read> Lines<R> {
+    pub fn new(inner: R) -> Self {
+        Lines {
+            reader: BufReader::with_capacity(256 * 1024, inner),
+            buf: Vec::new(),
+            line_no: 0,
+        }
+    }
+
+    /// The next line and its 1-based number, or `None` at the end.
+    pub fn next_line(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
+        self.buf.clear();
+        let n = (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            return Ok(Some((self.line_no, Line::Complete(&self.buf))));
+        }
+        if n > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {} is longer than {MAX_LINE} bytes", self.line_no),
+            ));
+        }
+        // Peek: if more follows, the limit cut the line; else it is the end.
+        if self.reader.fill_buf()?.is_empty() {
+            Ok(Some((self.line_no, Line::Partial(&self.buf))))
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line {} is longer than {MAX_LINE} bytes", self.line_no),
+            ))
+        }
+    }
+}
+
+/// The policy file as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocState {
+    pub sha256: String,
+    pub serial: Option<u64>,
+}
+
+/// How the trail's end relates to the policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Diagnosis {
+    /// No trail and no policy: the first change starts both.
+    Fresh,
+    /// No trail, but a policy: the trail starts by adopting it.
+    Untracked,
+    /// The last record produced exactly the current policy.
+    Consistent,
+    /// The last record's change never took effect: the edit stopped after
+    /// appending it and before replacing the policy, whose new version is
+    /// still in the temp file. Voided automatically by the next edit.
+    Interrupted { seq: u64 },
+    /// Anything else: records were removed from the end, or the policy was
+    /// changed, restored or removed outside sshjit. Needs `audit repair`.
+    Mismatch { explanation: String },
+}
+
+impl Diagnosis {
+    /// Whether an edit may mend it on its own: only sshjit's own
+    /// interruptions qualify, never a change made by someone else.
+    pub fn is_automatic(&self) -> bool {
+        !matches!(self, Diagnosis::Mismatch { .. })
+    }
+}
+
+/// Compares the last complete records (oldest first, at most the last two
+/// are used) with the current policy and the temp file an interrupted edit
+/// leaves behind. `exists`: whether there is a trail file at all.
+pub fn diagnose(
+    last: &[Record<'_>],
+    exists: bool,
+    current: Option<&DocState>,
+    tmp: Option<&str>,
+) -> Diagnosis {
+    let Some(head) = last.last() else {
+        // A trail is created with its first record in place, so one
+        // without a complete record was emptied or cut short.
+        return match (exists, current) {
+            (true, _) => Diagnosis::Mismatch {
+                explanation: "the trail holds no complete record: it was emptied or cut short"
+                    .into(),
+            },
+            (false, Some(_)) => Diagnosis::Untracked,
+            (false, None) => Diagnosis::Fresh,
+        };
+    };
+    let current_sha = current.map(|c| c.sha256.as_str());
+    if head.policy_sha256.as_deref() == current_sha {
+        return Diagnosis::Consistent;
+    }
+    let before: Option<Option<&str>> = match last {
+        [.., before, _] => Some(before.policy_sha256.as_deref()),
+        [_] if head.seq == 1 => Some(None),
+        _ => None,
+    };
+    let interrupted = head.action.is_edit()
+        && before == Some(current_sha)
+        && head.policy_sha256.is_some()
+        && tmp == head.policy_sha256.as_deref();
+    if interrupted {
+        return Diagnosis::Interrupted { seq: head.seq };
+    }
+    let head_desc = format!(
+        "the last trail record ({} {} at {}) produced {}",
+        head.seq,
+        head.action.name(),
+        head.time,
+        describe_state(head.serial, head.policy_sha256.as_deref())
+    );
+    let now_desc = match current {
+        Some(c) => format!(
+            "the policy file is {}",
+            describe_state(c.serial, Some(&c.sha256))
+        ),
+        None => "there is no policy file".into(),
+    };
+    let why = if head.action.is_edit() && before == Some(current_sha) {
+        "the policy was put back as it was before that change (restored or edited outside sshjit), or that change was interrupted and its temp file removed"
+    } else {
+        "records were removed from the end of the trail, or the policy was changed outside sshjit"
+    };
+    Diagnosis::Mismatch {
+        explanation: format!("{head_desc}, but {now_desc}: {why}"),
+    }
+}
+
+fn describe_state(serial: Option<u64>, sha: Option<&str>) -> String {
+    match (serial, sha) {
+        (_, None) => "no policy file".into(),
+        (Some(s), Some(h)) => format!("serial {s} (sha256 {})", &h[..h.len().min(16)]),
+        (None, Some(h)) => format!(
+            "a document without serial (sha256 {})",
+            &h[..h.len().min(16)]
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
