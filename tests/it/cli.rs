@@ -1097,3 +1097,59 @@ fn the_index_answers_certificates_like_the_document() {
         );
     }
 }
+
+#[test]
+fn admin_edits_keep_the_index_current() {
+    let dir = TestDir::new("index-admin");
+    let config = dir.config("");
+    let policy = dir.join("policy.json");
+    let key = dir.write("a.pub", KEY_A);
+    let (p, c) = (policy.to_str().unwrap(), config.to_str().unwrap());
+    let grant = run(&[
+        "grant",
+        "--user",
+        "deploy",
+        "--key",
+        key.to_str().unwrap(),
+        "--for",
+        "1h",
+        "--reason",
+        "INC-1",
+        "--policy",
+        p,
+        "--config",
+        c,
+    ]);
+    grant.assert_ok();
+    assert!(dir.join("policy.json.idx").exists());
+    let keys = || {
+        run(&[
+            "keys", "deploy", "--policy", p, "--config", c, "--host", "h",
+        ])
+    };
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=used"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains(KEY_A.split(' ').nth(1).unwrap()),
+        "{}",
+        r.stdout
+    );
+    run(&[
+        "revoke",
+        "--grant",
+        grant.stdout.trim(),
+        "--reason",
+        "done",
+        "--policy",
+        p,
+        "--config",
+        c,
+    ])
+    .assert_ok();
+    let r = keys();
+    assert!(
+        r.stderr.contains("index=used") && r.stdout.is_empty(),
+        "{r:?}"
+    );
+}

@@ -1,15 +1,13 @@
 //! A login storm through a real sshd: 200 logins, 20 at a time, with the
 //! helper reading a 10,000-grant policy and its index — first with the
-//! policy still, then while it is rewritten and re-indexed in a loop (so
-//! calls see a current index, a stale one, or none). Every login must succeed (the
+//! policy still, then while `sshjit grant` and `sshjit revoke` edit it in a
+//! loop (so calls see a current index, a stale one, or none). Every login must succeed (the
 //! user's grant is in every version) and no helper call may fail: each one
 //! sees either the old or the new document, never a torn one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-
-use serde_json::json;
 
 use crate::support::sshd::{ClientKey, Options, Sshd, USER_A};
 use crate::support::synthetic;
@@ -72,41 +70,50 @@ fn login_storm_with_a_large_policy_still_and_while_rewritten() {
         sshd.diagnostics()
     );
 
-    // Now rewrite the policy continuously: add and drop an unrelated grant
-    // and a revocation, bumping the serial, as admin edits do.
+    // Now edit the policy continuously with the admin commands, as an
+    // incident would: grant an unrelated key, then revoke it, each edit
+    // replacing the file and its index under the lock.
     let stop = Arc::new(AtomicBool::new(false));
     let rewrites = Arc::new(AtomicUsize::new(0));
+    let other_key = keys.write(
+        "other.pub",
+        synthetic::random_key(&mut synthetic::Rng::new(7), "other@storm"),
+    );
     let writer = {
-        let (sshd, stop, rewrites, mut doc) = (
-            Arc::clone(&sshd),
-            Arc::clone(&stop),
-            Arc::clone(&rewrites),
-            doc.clone(),
-        );
+        let (sshd, stop, rewrites) = (Arc::clone(&sshd), Arc::clone(&stop), Arc::clone(&rewrites));
+        let (policy, config, other_key) =
+            (sshd.policy.clone(), sshd.config.clone(), other_key.clone());
         thread::spawn(move || {
-            let base_grants = doc["grants"].as_array().unwrap().len();
-            let mut serial = 1u64;
+            let admin = |args: &[&str]| {
+                let out = std::process::Command::new(bin())
+                    .args(args)
+                    .arg("--policy")
+                    .arg(&policy)
+                    .arg("--config")
+                    .arg(&config)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8(out.stdout).unwrap()
+            };
             while !stop.load(Ordering::SeqCst) {
-                serial += 1;
-                doc["serial"] = json!(serial);
-                let grants = doc["grants"].as_array_mut().unwrap();
-                if grants.len() > base_grants {
-                    grants.pop();
-                    doc["revocations"].as_array_mut().unwrap().pop();
-                } else {
-                    grants.push(key_grant(
-                        &format!("g-extra-{serial}"),
-                        "user7",
-                        synthetic::random_key(&mut synthetic::Rng::new(serial), "x").as_str(),
-                    ));
-                    doc["revocations"]
-                        .as_array_mut()
-                        .unwrap()
-                        .push(json!({"grant": format!("g-extra-{serial}")}));
-                }
-                sshd.set_policy(&doc);
-                sshd.index();
-                rewrites.fetch_add(1, Ordering::SeqCst);
+                let id = admin(&[
+                    "grant",
+                    "--user",
+                    "user7",
+                    "--key",
+                    other_key.to_str().unwrap(),
+                    "--for",
+                    "1h",
+                    "--reason",
+                    "storm",
+                ]);
+                admin(&["revoke", "--grant", id.trim(), "--reason", "storm"]);
+                rewrites.fetch_add(2, Ordering::SeqCst);
             }
         })
     };
@@ -121,6 +128,20 @@ fn login_storm_with_a_large_policy_still_and_while_rewritten() {
         rewrites.load(Ordering::SeqCst) >= 2,
         "the policy was rewritten only {} times",
         rewrites.load(Ordering::SeqCst)
+    );
+
+    // The edits left a consistent trail.
+    let verify = std::process::Command::new(bin())
+        .args(["audit", "verify", "--policy"])
+        .arg(&sshd.policy)
+        .arg("--config")
+        .arg(&sshd.config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
 
     // Every helper call is in the log and none failed.
