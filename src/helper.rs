@@ -16,7 +16,7 @@ use crate::policy::{
     evaluate, types::parse_serial,
 };
 use crate::render::{self, RenderError};
-use crate::source::{self, IndexQuery, Indexed, Query, SourceError};
+use crate::source::{self, IndexQuery, Query, SourceError};
 use crate::system;
 use crate::time::Timestamp;
 use crate::{Globals, exit};
@@ -263,28 +263,9 @@ fn decide(
         mode,
     };
     let now = Timestamp::now();
-    // Through the index, a revoked certificate is found in its own table,
-    // and the user's part numbers its revocations differently.
+    // Through the index, the user's part decides as the whole would.
     let decision = match &fetched.indexed {
-        Some(Indexed {
-            certificate_revocation: Some(revocation),
-            ..
-        }) => Decision::Deny(Denial::CertificateRevoked {
-            revocation: *revocation,
-        }),
-        Some(Indexed {
-            revocation_indices, ..
-        }) => match evaluate(&policy, &req, now) {
-            Decision::Deny(Denial::CertificateRevoked { revocation }) => {
-                Decision::Deny(Denial::CertificateRevoked {
-                    revocation: revocation_indices
-                        .get(revocation)
-                        .copied()
-                        .unwrap_or(revocation),
-                })
-            }
-            other => other,
-        },
+        Some(info) => info.evaluate(&policy, &req, now),
         None => evaluate(&policy, &req, now),
     };
     let valid = match decision {

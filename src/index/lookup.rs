@@ -10,6 +10,7 @@ use ssh_key::sha2::{Digest, Sha256};
 use super::{
     ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, IndexError, Kind, MAGIC, entry_check, fnv1a, racy_window,
 };
+use crate::policy::{Decision, Denial, Policy, Request, evaluate};
 use crate::time::Timestamp;
 
 /// What identifies one version of the policy file.
@@ -96,22 +97,52 @@ pub struct Index<R> {
     pub policy_sha256: [u8; 32],
 }
 
-/// One user's part: the sub-document and, for each of its revocations,
-/// its index in the whole document.
-#[derive(Debug)]
-pub struct UserPart {
-    pub document: Vec<u8>,
-    pub revocation_indices: Vec<usize>,
-}
-
-/// The answer for one login request.
+/// The answer for one login request: the user's part (an empty document
+/// when the user has no grant) and what relates it to the whole document.
 #[derive(Debug)]
 pub struct IndexLookup {
-    /// The user's part (an empty document when the user has no grant).
-    pub part: UserPart,
+    pub document: Vec<u8>,
+    pub info: PartInfo,
+}
+
+/// What relates a user's part to the whole document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// For each revocation of the part, its index in the whole document.
+    pub revocation_indices: Vec<usize>,
     /// For a certificate: the first revocation naming its key ID, serial
     /// or fingerprint.
     pub certificate_revocation: Option<usize>,
+}
+
+impl PartInfo {
+    /// The decision for `req` on the user's `part`, as `evaluate` gives it
+    /// on the whole document: a revoked certificate (found in the index's
+    /// own table) denies; otherwise the part decides, with revocation
+    /// numbers those of the whole document.
+    pub fn evaluate<'p, 'a>(
+        &self,
+        part: &'p Policy<'a>,
+        req: &Request<'_>,
+        now: Timestamp,
+    ) -> Decision<'p, 'a> {
+        if let Some(revocation) = self.certificate_revocation {
+            return Decision::Deny(Denial::CertificateRevoked { revocation });
+        }
+        match evaluate(part, req, now) {
+            Decision::Deny(Denial::CertificateRevoked { revocation }) => {
+                Decision::Deny(Denial::CertificateRevoked {
+                    revocation: self.whole_revocation(revocation),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The whole document's number of the part's revocation `i`.
+    pub fn whole_revocation(&self, i: usize) -> usize {
+        self.revocation_indices.get(i).copied().unwrap_or(i)
+    }
 }
 
 fn damaged(why: impl Into<String>) -> IndexError {
@@ -239,11 +270,8 @@ impl<R: ReadAt> Index<R> {
         user: &str,
         certificate: Option<super::Certificate<'_>>,
     ) -> Result<IndexLookup, IndexError> {
-        let part = match self.find(Kind::User, user.as_bytes())? {
-            None => UserPart {
-                document: br#"{"version":1}"#.to_vec(),
-                revocation_indices: Vec::new(),
-            },
+        let (document, revocation_indices) = match self.find(Kind::User, user.as_bytes())? {
+            None => (br#"{"version":1}"#.to_vec(), Vec::new()),
             Some(p) => {
                 let n = p
                     .get(0..4)
@@ -258,10 +286,7 @@ impl<R: ReadAt> Index<R> {
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as usize)
                     .collect();
-                UserPart {
-                    document: p[table_end..].to_vec(),
-                    revocation_indices,
-                }
+                (p[table_end..].to_vec(), revocation_indices)
             }
         };
         let mut certificate_revocation = None;
@@ -279,8 +304,11 @@ impl<R: ReadAt> Index<R> {
             certificate_revocation = found.into_iter().min();
         }
         Ok(IndexLookup {
-            part,
-            certificate_revocation,
+            document,
+            info: PartInfo {
+                revocation_indices,
+                certificate_revocation,
+            },
         })
     }
 }

@@ -46,7 +46,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use build::{Written, build, index_path, write_for};
-pub use lookup::{Identity, Index, IndexLookup, ReadAt, UserPart};
+pub use lookup::{Identity, Index, IndexLookup, PartInfo, ReadAt};
 
 use crate::policy::{Fingerprint, KeyId};
 use crate::source::file::{FileError, open_secure};

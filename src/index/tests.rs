@@ -62,7 +62,7 @@ fn the_user_part_holds_its_grants_and_revocations() {
     let bytes = built(&doc);
     let index = Index::open(&bytes[..], &identity()).unwrap();
     let found = index.lookup("deploy", None).unwrap();
-    let part = Policy::parse(&found.part.document).unwrap();
+    let part = Policy::parse(&found.document).unwrap();
     assert_eq!(
         part.grants
             .iter()
@@ -73,14 +73,9 @@ fn the_user_part_holds_its_grants_and_revocations() {
     assert_eq!(part.serial, Some(9));
     // The fingerprint revocation of KEY_B and the grant revocation of g-1,
     // with their places in the whole document.
-    assert_eq!(found.part.revocation_indices, [2, 5]);
+    assert_eq!(found.info.revocation_indices, [2, 5]);
     let nobody = index.lookup("nobody", None).unwrap();
-    assert!(
-        Policy::parse(&nobody.part.document)
-            .unwrap()
-            .grants
-            .is_empty()
-    );
+    assert!(Policy::parse(&nobody.document).unwrap().grants.is_empty());
 }
 
 #[test]
@@ -143,13 +138,8 @@ fn answers_match_the_whole_document() {
                 Mode::Keys { .. } => None,
             };
             let found = index.lookup(user, cert).unwrap();
-            let got = match found.certificate_revocation {
-                Some(r) => vec![format!("cert-revoked-{r}")],
-                None => {
-                    let part = Policy::parse(&found.part.document).unwrap();
-                    ids(&evaluate(&part, &req, now))
-                }
-            };
+            let part = Policy::parse(&found.document).unwrap();
+            let got = ids(&found.info.evaluate(&part, &req, now));
             assert_eq!(got, expected, "{user} {mode:?}");
         }
     }
@@ -196,9 +186,9 @@ fn damage_is_detected_never_misread() {
         let kid = crate::policy::KeyId::new("alice@corp").unwrap();
         let d = index.lookup("deploy", Some((Some(&kid), Some(77), None)))?;
         Ok((
-            d.part.document,
-            d.part.revocation_indices,
-            d.certificate_revocation,
+            d.document,
+            d.info.revocation_indices,
+            d.info.certificate_revocation,
         ))
     };
     let good = whole_answer(&bytes).unwrap();

@@ -104,20 +104,11 @@ pub struct Fetched {
     /// Sources that were unavailable before this one (or before the cache).
     pub failures: Vec<String>,
     /// Set when `doc` is one user's part read through the policy index.
-    pub indexed: Option<Indexed>,
+    pub indexed: Option<crate::index::PartInfo>,
     /// What became of the index: used, missing, stale, racy, damaged, or
     /// off (not asked for, signed documents, not a file source).
     pub index: &'static str,
     signature: Option<Vec<u8>>,
-}
-
-/// What the index adds to a user's part.
-#[derive(Debug)]
-pub struct Indexed {
-    /// For each revocation of the part, its index in the whole document.
-    pub revocation_indices: Vec<usize>,
-    /// In principals mode, the first revocation of the presented certificate.
-    pub certificate_revocation: Option<usize>,
 }
 
 /// Asks `fetch` to read a local policy through its index, for this login.
@@ -254,16 +245,13 @@ pub fn fetch(
             Ok(Got::Part(found)) => {
                 return Ok(Fetched {
                     doc: Document {
-                        bytes: found.part.document,
+                        bytes: found.document,
                         origin: source.to_string(),
                     },
                     signer: None,
                     cache_age: None,
                     failures,
-                    indexed: Some(Indexed {
-                        revocation_indices: found.part.revocation_indices,
-                        certificate_revocation: found.certificate_revocation,
-                    }),
+                    indexed: Some(found.info),
                     index: "used",
                     signature: None,
                 });
