@@ -100,6 +100,15 @@ pub fn run_to(globals: &Globals, args: &LoginArgs, started: Instant, out: &mut d
 
     // The syslog socket comes from the config; until it is read, the default.
     let mut syslog = Syslog::new(config::DEFAULT_SYSLOG_SOCKET);
+    // A panic (a bug) must still deny with one line saying so: the process
+    // then dies by a signal and sshd discards its output.
+    let (panic_line, panic_log) = (line.clone(), syslog.clone());
+    std::panic::set_hook(Box::new(move |info| {
+        let mut l = panic_line.clone();
+        l.field("outcome", "error")
+            .field("error", &format!("internal error: {info}"));
+        panic_log.log(Severity::Err, l.as_str());
+    }));
     let watchdog = match Watchdog::arm(
         config::DEFAULT_TIMEOUT,
         syslog.clone(),
