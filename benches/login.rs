@@ -124,18 +124,7 @@ fn helper_against_cat(sizes: &[usize], runs: usize) -> Vec<Row> {
             "sshjit.toml",
             format!("syslog_socket = \"{}\"\n", sink_path.display()),
         );
-        let out = Command::new(bin())
-            .args(["index", "--policy"])
-            .arg(&indexed)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "index: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::admin(&["index"], &indexed, &config);
         // A user in the middle of the document with three grants.
         let user = synthetic::user_of(n / 2 + 1);
         // The index is used where meant (a config logging to stderr shows

@@ -84,22 +84,7 @@ fn login_storm_with_a_large_policy_still_and_while_rewritten() {
         let (policy, config, other_key) =
             (sshd.policy.clone(), sshd.config.clone(), other_key.clone());
         thread::spawn(move || {
-            let admin = |args: &[&str]| {
-                let out = std::process::Command::new(bin())
-                    .args(args)
-                    .arg("--policy")
-                    .arg(&policy)
-                    .arg("--config")
-                    .arg(&config)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8(out.stdout).unwrap()
-            };
+            let admin = |args: &[&str]| admin(args, &policy, &config);
             while !stop.load(Ordering::SeqCst) {
                 let id = admin(&[
                     "grant",
@@ -131,18 +116,7 @@ fn login_storm_with_a_large_policy_still_and_while_rewritten() {
     );
 
     // The edits left a consistent trail.
-    let verify = std::process::Command::new(bin())
-        .args(["audit", "verify", "--policy"])
-        .arg(&sshd.policy)
-        .arg("--config")
-        .arg(&sshd.config)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    admin(&["audit", "verify"], &sshd.policy, &sshd.config);
 
     // Every helper call is in the log and none failed.
     let log = sshd.syslog.contents();

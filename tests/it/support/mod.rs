@@ -222,6 +222,25 @@ pub fn run_cmd(mut c: Command) -> Run {
     Run::from_output(out)
 }
 
+/// Runs an admin command (`grant`, `revoke`, `index`, ...) on `policy`
+/// with `config`; panics with its stderr unless it succeeds; its stdout.
+pub fn admin(args: &[&str], policy: &Path, config: &Path) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run sshjit");
+    assert!(
+        out.status.success(),
+        "sshjit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `f` until it returns true or `limit` passes.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;

@@ -465,18 +465,7 @@ impl Sshd {
 
     /// Rebuilds the policy index, as the admin commands do after an edit.
     pub fn index(&self) {
-        let out = Command::new(bin())
-            .args(["index", "--policy"])
-            .arg(&self.policy)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sshjit index: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::admin(&["index"], &self.policy, &self.config);
     }
 
     /// `ssh user@127.0.0.1 command` with exactly this key (and its
