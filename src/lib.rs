@@ -2,10 +2,13 @@
 //!
 //! sshd runs `sshjit keys` / `sshjit principals` on every login; they read
 //! the policy, keep only what is valid right now and print it. The modules
-//! follow that flow: `source` (bytes) → `policy` (validated model, pure
-//! evaluation) → `render` (sshd's lines) → `audit` (one log line), with
-//! `helper` gluing them for the login path and `admin` holding the
-//! read-only admin aids. Only `system` may use `unsafe`.
+//! follow that flow: `source` (bytes from a file or https, signatures,
+//! rollback, cache) → `index` (one user's part of a large local policy) →
+//! `policy` (validated model, pure evaluation) → `render` (sshd's lines) →
+//! `audit` (one log line), with `helper` gluing them for the login path and
+//! `admin` holding the commands for people: read-only aids and the edits,
+//! which all go through one locked write path with a hash-chained trail.
+//! Only `system` may use `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod admin;
