@@ -10,16 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::{Line, Severity, Syslog};
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, ConfigError};
 use crate::policy::{
-    Decision, Denial, Fingerprint, HostName, KeyId, Mode, Policy, PolicyError, Request, Username,
-    evaluate, types::parse_serial,
+    Decision, Denial, Fingerprint, KeyId, Mode, Policy, PolicyError, Request, Username, evaluate,
+    types::parse_serial,
 };
 use crate::render::{self, RenderError};
 use crate::source::{self, IndexQuery, Query, SourceError};
-use crate::system;
 use crate::time::Timestamp;
-use crate::{Globals, exit};
+use crate::{Globals, HostError, exit};
 
 /// Which question sshd asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,7 +194,10 @@ fn decide(
     let config = config::load(globals.config.as_deref()).map_err(LoginError::Config)?;
     *syslog = Syslog::new(&config.syslog_socket);
     watchdog.update(config.timeout, syslog.clone());
-    let host = host_name(globals, &config)?;
+    let host = crate::host_name(globals, &config).map_err(|e| match e {
+        HostError::Argument(m) => LoginError::Argument(m),
+        HostError::System(m) => LoginError::Host(m),
+    })?;
     line.field("host", host.as_str());
 
     let sources = crate::sources(globals, &config).map_err(LoginError::Argument)?;
@@ -327,17 +329,6 @@ fn decide(
     } else {
         Severity::Alert
     }))
-}
-
-fn host_name(globals: &Globals, config: &Config) -> Result<HostName<'static>, LoginError> {
-    if let Some(h) = &globals.host {
-        return HostName::new(h.clone()).map_err(|e| LoginError::Argument(e.to_string()));
-    }
-    if let Some(h) = &config.host {
-        return Ok(h.clone());
-    }
-    let name = system::hostname().map_err(|e| LoginError::Host(e.to_string()))?;
-    HostName::new(name).map_err(|e| LoginError::Host(e.to_string()))
 }
 
 /// Denies from a second thread when the call overruns its deadline: logs

@@ -49,6 +49,39 @@ pub struct Globals {
     pub host: Option<String>,
 }
 
+/// Why this host's name could not be had.
+#[derive(Debug)]
+pub enum HostError {
+    /// `--host` is not a valid host name.
+    Argument(String),
+    /// gethostname() failed or gave something that is not a host name.
+    System(String),
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::Argument(m) | HostError::System(m) => f.write_str(m),
+        }
+    }
+}
+
+/// This host's name for `hosts` globs: `--host`, else the config's
+/// `host`, else gethostname().
+pub fn host_name(
+    globals: &Globals,
+    config: &Config,
+) -> Result<policy::HostName<'static>, HostError> {
+    if let Some(h) = &globals.host {
+        return policy::HostName::new(h.clone()).map_err(|e| HostError::Argument(e.to_string()));
+    }
+    if let Some(h) = &config.host {
+        return Ok(h.clone());
+    }
+    let name = system::hostname().map_err(|e| HostError::System(e.to_string()))?;
+    policy::HostName::new(name).map_err(|e| HostError::System(e.to_string()))
+}
+
 /// The sources to read: `--policy` when given, else the config's.
 pub fn sources(globals: &Globals, config: &Config) -> Result<Vec<Source>, String> {
     match &globals.policy {

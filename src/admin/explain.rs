@@ -73,7 +73,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
 
 fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<Query, String> {
     let user = Username::new(args.user.clone()).map_err(|e| e.to_string())?;
-    let host = super::host(globals, config)?;
+    let host = crate::host_name(globals, config).map_err(|e| e.to_string())?;
     let at = match &args.at {
         Some(t) => Timestamp::parse_rfc3339(t).map_err(|e| format!("--at {t:?}: {e}"))?,
         None => Timestamp::now(),

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use crate::audit::{Line, Severity, Syslog};
 use crate::config::{self, Config};
-use crate::policy::{Actor, HostName};
+use crate::policy::Actor;
 use crate::source::{self, Fetched, Query, Source};
 use crate::time::Timestamp;
 use crate::{Globals, cli, exit, system};
@@ -42,7 +42,7 @@ pub fn fetch(globals: &Globals, user: Option<&str>) -> Result<(Config, Fetched),
     let started = Instant::now();
     let config = config::load(globals.config.as_deref()).map_err(|e| e.to_string())?;
     let sources = crate::sources(globals, &config)?;
-    let host = host(globals, &config).ok();
+    let host = crate::host_name(globals, &config).ok();
     let req = source::Request {
         query: Query {
             user,
@@ -82,17 +82,6 @@ pub fn accept(config: &Config, fetched: &Fetched, serial: Option<u64>) -> Result
     }
     note.push('\n');
     Ok(note)
-}
-
-/// This host's name: `--host`, else the config, else gethostname().
-pub fn host(globals: &Globals, config: &Config) -> Result<HostName<'static>, String> {
-    match (&globals.host, &config.host) {
-        (Some(h), _) => HostName::new(h.clone()).map_err(|e| e.to_string()),
-        (None, Some(h)) => Ok(h.clone()),
-        (None, None) => {
-            HostName::new(system::hostname().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
-        }
-    }
 }
 
 /// The clock for admin commands, in whole seconds: grant windows and

@@ -245,7 +245,7 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, (u8, String)> 
         }
         (None, _) => {
             let started = Instant::now();
-            let host = super::host(globals, &config).ok();
+            let host = crate::host_name(globals, &config).ok();
             let req = source::Request {
                 query: Query {
                     user: None,

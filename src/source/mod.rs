@@ -119,9 +119,14 @@ pub struct IndexQuery<'a> {
     pub certificate: Option<crate::index::Certificate<'a>>,
 }
 
-/// What one source gave.
+/// What one source gave: the whole document (with its signature, and what
+/// became of the index), or one user's part through the index.
 enum Got {
-    Whole(Vec<u8>, Option<Vec<u8>>),
+    Whole {
+        bytes: Vec<u8>,
+        signature: Option<Vec<u8>>,
+        index: &'static str,
+    },
     Part(crate::index::IndexLookup),
 }
 
@@ -217,6 +222,8 @@ pub fn fetch(
         ),
         None => None,
     };
+    // A signed document is verified whole: no index then.
+    let index = index.filter(|_| signers.is_none());
     let mut client = None;
     let mut failures = Vec::new();
     for (i, source) in sources.iter().enumerate() {
@@ -229,9 +236,6 @@ pub fn fetch(
         } else {
             now + share
         };
-        // A signed document is verified whole: no index then.
-        let index = index.filter(|_| signers.is_none());
-        let mut index_status = "off";
         match fetch_one(
             source,
             settings,
@@ -240,7 +244,6 @@ pub fn fetch(
             until,
             &mut client,
             index,
-            &mut index_status,
         ) {
             Ok(Got::Part(found)) => {
                 return Ok(Fetched {
@@ -256,7 +259,11 @@ pub fn fetch(
                     signature: None,
                 });
             }
-            Ok(Got::Whole(bytes, signature)) => {
+            Ok(Got::Whole {
+                bytes,
+                signature,
+                index,
+            }) => {
                 let origin = source.to_string();
                 let signer = verify(signers.as_ref(), &origin, &bytes, signature.as_deref())?;
                 return Ok(Fetched {
@@ -265,7 +272,7 @@ pub fn fetch(
                     cache_age: None,
                     failures,
                     indexed: None,
-                    index: index_status,
+                    index,
                     signature,
                 });
             }
@@ -356,7 +363,6 @@ fn verify(
     signers.verify(bytes, sig, now).map(Some).map_err(err)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn fetch_one(
     source: &Source,
     settings: &Settings,
@@ -365,11 +371,11 @@ fn fetch_one(
     until: Instant,
     client: &mut Option<https::Client>,
     index: Option<IndexQuery<'_>>,
-    index_status: &mut &'static str,
 ) -> Result<Got, SourceError> {
     match source {
         Source::File(path) => {
             let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
+            let mut index_status = "off";
             if let Some(q) = index {
                 // The index is probed with the fstat of the open policy, so
                 // it can only describe the very file that was checked.
@@ -377,7 +383,7 @@ fn fetch_one(
                 // where the admin commands write it.
                 match crate::index::lookup_file(&f.canonical, &f.meta, q.user, q.certificate) {
                     Ok(found) => return Ok(Got::Part(found)),
-                    Err(e) => *index_status = e.word(),
+                    Err(e) => index_status = e.word(),
                 }
             }
             let bytes = f.read_all().map_err(SourceError::File)?;
@@ -386,7 +392,11 @@ fn fetch_one(
             } else {
                 None
             };
-            Ok(Got::Whole(bytes, sig))
+            Ok(Got::Whole {
+                bytes,
+                signature: sig,
+                index: index_status,
+            })
         }
         Source::Https(url) => {
             let https_err = |error| SourceError::Https {
@@ -398,7 +408,11 @@ fn fetch_one(
             }
             let c = client.as_ref().expect("client was just built");
             let f = c.fetch(url, &req.query, signed, until).map_err(https_err)?;
-            Ok(Got::Whole(f.body, f.signature))
+            Ok(Got::Whole {
+                bytes: f.body,
+                signature: f.signature,
+                index: "off",
+            })
         }
     }
 }
