@@ -63,8 +63,8 @@ fn peak_heap(policy: &Path, config: &Path, user: &str) -> usize {
         policy: Some(policy.display().to_string()),
         host: Some("web-1".into()),
     };
-    let args = sshjit::helper::LoginArgs {
-        mode: sshjit::helper::ModeKind::Keys,
+    let args = sshjit::login::LoginArgs {
+        mode: sshjit::login::ModeKind::Keys,
         user: user.to_owned(),
         fingerprint: None,
         key_id: None,
@@ -72,7 +72,7 @@ fn peak_heap(policy: &Path, config: &Path, user: &str) -> usize {
     };
     let mut out = Vec::with_capacity(4096);
     let base = sshjit::system::CountingAlloc::reset_peak();
-    let code = sshjit::helper::run_to(&globals, &args, std::time::Instant::now(), &mut out);
+    let code = sshjit::login::run_to(&globals, &args, std::time::Instant::now(), &mut out);
     let peak = sshjit::system::CountingAlloc::peak() - base;
     assert_eq!(code, 0);
     assert!(!out.is_empty());

@@ -11,13 +11,13 @@
 use std::time::Duration;
 
 use sshjit::index::{self, Identity, Index};
-use sshjit::policy::evaluate::{certificate_revocation, refusals, revocation_of};
-use sshjit::policy::{
+use sshjit_policy::evaluate::{certificate_revocation, refusals, revocation_of};
+use sshjit_policy::openssh::options::{parse_keys_line, parse_principals_line};
+use sshjit_policy::render::{Expiry, render};
+use sshjit_policy::time::{Civil, Timestamp, civil_to_unix};
+use sshjit_policy::{
     Decision, Denial, HostName, KeyId, Mode, Policy, Request, Subject, Target, Username,
 };
-use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
-use sshjit::render::{ExpiryStyle, render};
-use sshjit::time::{Civil, Timestamp, civil_to_unix};
 
 /// Checks every invariant for requests derived from `policy`, the exact
 /// bytes it was parsed from: including that its index answers every such
@@ -113,7 +113,7 @@ pub fn check_policy(document: &[u8], policy: &Policy<'_>) {
 }
 
 fn check(policy: &Policy<'_>, req: &Request<'_>, now: Timestamp) {
-    match sshjit::policy::evaluate(policy, req, now) {
+    match sshjit_policy::evaluate(policy, req, now) {
         Decision::Deny(Denial::CertificateRevoked { revocation }) => {
             assert_eq!(certificate_revocation(policy, req), Some(revocation));
         }
@@ -144,8 +144,7 @@ fn check(policy: &Policy<'_>, req: &Request<'_>, now: Timestamp) {
                         | (Subject::Principal(_), Mode::Principals { .. })
                 ));
             }
-            let rendered =
-                render(&valid, ExpiryStyle::Utc, now).expect("valid grants always render");
+            let rendered = render(&valid, Expiry::Utc, now).expect("valid grants always render");
             let text = std::str::from_utf8(&rendered.text).expect("output is UTF-8");
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), rendered.lines.len());
@@ -199,7 +198,7 @@ fn check_indexed(policy: &Policy<'_>, index: &Index<&[u8]>, req: &Request<'_>, n
     let found = index
         .lookup(req.user.as_str(), certificate)
         .expect("lookup in a fresh index");
-    let whole = sshjit::policy::evaluate(policy, req, now);
+    let whole = sshjit_policy::evaluate(policy, req, now);
     let part = Policy::parse(&found.document).expect("the user's part validates");
     let got = found.info.evaluate(&part, req, now);
     if let Decision::Deny(Denial::CertificateRevoked { .. }) = whole {

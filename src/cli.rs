@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::{Line, Severity, Syslog};
-use crate::helper::{self, LoginArgs, ModeKind};
-use crate::{Globals, admin, config, exit};
+use sshjit::log::{Line, Severity, Syslog};
+use sshjit::login::{self, LoginArgs, ModeKind};
+use sshjit::{Globals, admin, config, exit};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -176,7 +176,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
     match cli.command {
         Command::Keys {
             user, fingerprint, ..
-        } => helper::run(
+        } => login::run(
             &globals,
             &LoginArgs {
                 mode: ModeKind::Keys,
@@ -193,7 +193,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             serial,
             fingerprint,
             ..
-        } => helper::run(
+        } => login::run(
             &globals,
             &LoginArgs {
                 mode: ModeKind::Principals,
@@ -287,18 +287,4 @@ fn usage_error(args: &[OsString], e: &clap::Error) -> u8 {
         Syslog::new(config::DEFAULT_SYSLOG_SOCKET).log(Severity::Err, line.as_str());
     }
     exit::USAGE
-}
-
-/// Writes admin output; a closed pipe (`sshjit list | head`) is not an error.
-pub fn print(text: &str) -> u8 {
-    match io::stdout().lock().write_all(text.as_bytes()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => exit::OK,
-        Err(_) => exit::INTERNAL,
-    }
-}
-
-/// Writes a diagnostic for a person at a terminal.
-pub fn eprint(text: &str) {
-    let _ = io::stderr().lock().write_all(text.as_bytes());
 }

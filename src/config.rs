@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::HostName;
-use crate::render::ExpiryStyle;
+use crate::fs::secure::{self as file, FileError};
 use crate::source::cache::CacheSettings;
-use crate::source::file::{self, FileError};
 use crate::source::https::TlsSettings;
 use crate::source::{DEFAULT_POLICY, DEFAULT_STATE_DIR, Settings, Source};
-use crate::time::parse_duration;
+use sshjit_policy::HostName;
+use sshjit_policy::render::ExpiryStyle;
+use sshjit_policy::time::parse_duration;
 
 pub const DEFAULT_CONFIG: &str = "/etc/sshjit/sshjit.toml";
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";

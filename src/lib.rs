@@ -12,16 +12,14 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
-pub mod audit;
-pub mod cli;
 pub mod config;
-pub mod helper;
+pub mod fs;
 pub mod index;
-pub mod policy;
-pub mod render;
+pub mod log;
+pub mod login;
 pub mod source;
 pub mod system;
-pub mod time;
+pub mod term;
 
 use std::path::PathBuf;
 
@@ -71,15 +69,16 @@ impl std::fmt::Display for HostError {
 pub fn host_name(
     globals: &Globals,
     config: &Config,
-) -> Result<policy::HostName<'static>, HostError> {
+) -> Result<sshjit_policy::HostName<'static>, HostError> {
     if let Some(h) = &globals.host {
-        return policy::HostName::new(h.clone()).map_err(|e| HostError::Argument(e.to_string()));
+        return sshjit_policy::HostName::new(h.clone())
+            .map_err(|e| HostError::Argument(e.to_string()));
     }
     if let Some(h) = &config.host {
         return Ok(h.clone());
     }
     let name = system::hostname().map_err(|e| HostError::System(e.to_string()))?;
-    policy::HostName::new(name).map_err(|e| HostError::System(e.to_string()))
+    sshjit_policy::HostName::new(name).map_err(|e| HostError::System(e.to_string()))
 }
 
 /// The sources to read: `--policy` when given, else the config's.

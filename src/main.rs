@@ -1,5 +1,7 @@
-//! The `sshjit` binary: everything lives in the library.
+//! The `sshjit` binary: the command line (`cli`) over the library.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(sshjit::cli::main())
+    std::process::ExitCode::from(cli::main())
 }

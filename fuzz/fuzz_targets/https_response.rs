@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use sshjit::policy::Policy;
+use sshjit_policy::Policy;
 use sshjit::source::https::{Client, MAX_RESPONSE_BYTES, MAX_SIGNATURE_BYTES, TlsSettings};
 use sshjit::source::{Query, Url};
 

@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use sshjit::policy::Policy;
-use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
-use sshjit::render::{ExpiryStyle, render};
-use sshjit::time::Timestamp;
+use sshjit_policy::Policy;
+use sshjit_policy::openssh::options::{parse_keys_line, parse_principals_line};
+use sshjit_policy::render::{Expiry, render};
+use sshjit_policy::time::Timestamp;
 
 #[derive(Debug, arbitrary::Arbitrary)]
 struct Input {
@@ -47,7 +47,7 @@ fuzz_target!(|input: Input| {
     };
     let valid: Vec<_> = policy.grants.iter().collect();
     let now = Timestamp::from_unix(1_700_000_000, 0);
-    let out = render(&valid, ExpiryStyle::Utc, now).expect("a valid grant renders");
+    let out = render(&valid, Expiry::Utc, now).expect("a valid grant renders");
     let text = String::from_utf8(out.text).unwrap();
     let line = text.strip_suffix('\n').unwrap();
     assert!(!line.contains('\n'));

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sshjit::policy::Policy;
+use sshjit_policy::Policy;
 
 #[path = "../invariants.rs"]
 mod invariants;

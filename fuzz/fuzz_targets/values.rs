@@ -5,11 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sshjit::policy::{AuthorizedKey, Fingerprint, Username, types::parse_serial};
-use sshjit::render::sshd_grammar::{parse_keys_line, parse_principals_line};
-use sshjit::source::signature::AllowedSigners;
+use sshjit_policy::{AuthorizedKey, Fingerprint, Username, types::parse_serial};
+use sshjit_policy::openssh::options::{parse_keys_line, parse_principals_line};
+use sshjit_policy::openssh::allowed_signers::AllowedSigners;
 use sshjit::source::{Query, Url};
-use sshjit::time::{Timestamp, parse_duration};
+use sshjit_policy::time::{Timestamp, parse_duration};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
@@ -48,5 +48,5 @@ fuzz_target!(|data: &[u8]| {
         assert!(request.bytes().all(|b| b.is_ascii_graphic()), "{request}");
         assert!(!request.contains('#'));
     }
-    let _ = AllowedSigners::parse("fuzz", s, &|_| Some(0));
+    let _ = AllowedSigners::parse("fuzz", s, &sshjit_policy::openssh::local_time::Fixed(0));
 });

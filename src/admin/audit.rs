@@ -12,9 +12,9 @@ use super::chain::{self, Walk};
 use super::store::{self, PolicyFile, StoreError, reason_text};
 use super::trail::{Action, Diagnosis, DocState, diagnose, sha256_hex};
 use super::{Context, Failure, Who, lock, run_edit};
-use crate::audit::{Line, Severity};
-use crate::policy::Policy;
-use crate::{Globals, cli, exit};
+use crate::log::{Line, Severity};
+use crate::{Globals, exit, term};
+use sshjit_policy::Policy;
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum AuditCommand {
@@ -65,7 +65,7 @@ pub struct Verdict {
     /// Everything that keeps the trail from verifying.
     pub problems: Vec<String>,
     /// When the trail starts by adopting a policy: when, and its serial.
-    pub start: Option<(crate::time::Timestamp, Option<u64>)>,
+    pub start: Option<(sshjit_policy::time::Timestamp, Option<u64>)>,
 }
 
 /// Walks the whole trail and compares its head with the policy file.
@@ -205,7 +205,7 @@ fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
         );
         line.field("outcome", "ok");
         ctx.syslog.log(Severity::Info, line.as_str());
-        return cli::print(&out);
+        return term::print(&out);
     }
     line.field("outcome", "failed")
         .field("error", &verdict.problems.join("; "));
@@ -227,7 +227,7 @@ fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
             ))
             .unwrap_or_default()
     );
-    cli::eprint(&msg);
+    term::eprint(&msg);
     exit::DENIED
 }
 
@@ -236,7 +236,7 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
         log.severity(Severity::Warning);
         let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
         log.who(&who);
-        let reason = crate::policy::Reason::new(args.reason.clone())
+        let reason = sshjit_policy::Reason::new(args.reason.clone())
             .map_err(|e| Failure::usage(format!("--reason: {e}")))?;
         log.field("reason", reason.as_str());
         let _lock = lock::lock(&ctx.file)?;

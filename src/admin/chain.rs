@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 
 use super::trail::{Action, Line, LineError, Lines, Record, ZERO_HASH, decode};
-use crate::time::Timestamp;
+use sshjit_policy::time::Timestamp;
 
 /// The first thing wrong with a trail, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +148,7 @@ fn link_problem(
 mod tests {
     use super::*;
     use crate::admin::trail::{encode, sha256_hex};
-    use crate::policy::{Actor, Reason};
+    use sshjit_policy::{Actor, Reason};
 
     fn record(seq: u64, prev: &str, action: Action<'static>, serial: u64) -> (Vec<u8>, String) {
         let r = Record {

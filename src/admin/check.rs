@@ -3,16 +3,16 @@
 
 use std::fmt::Write as _;
 
-use crate::policy::evaluate::{revocation_of, time_refusal};
-use crate::policy::{Policy, Refusal, Target};
-use crate::time::Timestamp;
-use crate::{Globals, cli, exit};
+use crate::{Globals, exit, term};
+use sshjit_policy::evaluate::{revocation_of, time_refusal};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Policy, Refusal, Target};
 
 pub fn run(globals: &Globals) -> u8 {
     let (config, fetched) = match super::fetch(globals, None) {
         Ok(x) => x,
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             return exit::DENIED;
         }
     };
@@ -35,14 +35,14 @@ pub fn run(globals: &Globals) -> u8 {
             msg.push_str(
                 "the whole document is refused: every login is denied until it is fixed\n",
             );
-            cli::eprint(&msg);
+            term::eprint(&msg);
             return exit::DENIED;
         }
     };
     let note = match super::accept(&config, &fetched, policy.serial) {
         Ok(n) => n,
         Err(e) => {
-            cli::eprint(&format!(
+            term::eprint(&format!(
                 "error: {e}\nevery login is denied until it is fixed\n"
             ));
             return exit::DENIED;
@@ -64,7 +64,7 @@ pub fn run(globals: &Globals) -> u8 {
             age.as_secs()
         ));
     }
-    cli::print(&out)
+    term::print(&out)
 }
 
 /// The one-paragraph report of a valid document, with warnings.

@@ -4,14 +4,15 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
-use crate::policy::evaluate::{certificate_revocation, refusals};
-use crate::policy::types::{parse_serial, quote_for_display};
-use crate::policy::{
+use crate::system::HostLocalTime;
+use crate::{Globals, exit, term};
+use sshjit_policy::evaluate::{certificate_revocation, refusals};
+use sshjit_policy::render::{self, Expiry, ExpiryStyle};
+use sshjit_policy::time::{Timestamp, format_duration};
+use sshjit_policy::types::{parse_serial, quote_for_display};
+use sshjit_policy::{
     Fingerprint, Grant, HostName, KeyId, Mode, Policy, Refusal, Request, Subject, Username,
 };
-use crate::render::{self, ExpiryStyle};
-use crate::time::{Timestamp, format_duration};
-use crate::{Globals, cli, exit};
 
 pub struct ExplainArgs {
     pub user: String,
@@ -35,14 +36,14 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
     let (config, fetched) = match super::fetch(globals, Some(&args.user)) {
         Ok(x) => x,
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             return exit::DENIED;
         }
     };
     let query = match check_args(globals, &config, args) {
         Ok(q) => q,
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             return exit::USAGE;
         }
     };
@@ -50,7 +51,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
     let policy = match Policy::parse(&doc.bytes) {
         Ok(p) => p,
         Err(e) => {
-            cli::eprint(&format!(
+            term::eprint(&format!(
                 "error: policy {}: {e}\nthe whole document is refused, so every login is denied; run `sshjit check` for details\n",
                 doc.origin
             ));
@@ -60,7 +61,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
     let note = match super::accept(&config, &fetched, policy.serial) {
         Ok(n) => n,
         Err(e) => {
-            cli::eprint(&format!(
+            term::eprint(&format!(
                 "error: {e}\nevery login is denied until it is fixed\n"
             ));
             return exit::DENIED;
@@ -68,7 +69,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
     };
     let mut out = explain(&doc.origin, &policy, &query, config.expiry_time);
     out.insert_str(0, &note);
-    cli::print(&out)
+    term::print(&out)
 }
 
 fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<Query, String> {
@@ -171,7 +172,8 @@ fn explain(origin: &str, policy: &Policy<'_>, q: &Query, style: ExpiryStyle) -> 
                 "  VALID until {} ({} left); sshd sees expiry-time=\"{}\"",
                 g.expires_at,
                 format_duration(q.at.until(g.expires_at)),
-                render::expiry_value(g.expires_at, style).unwrap_or_else(|e| e.to_string()),
+                render::expiry_value(g.expires_at, Expiry::new(style, &HostLocalTime))
+                    .unwrap_or_else(|e| e.to_string()),
             );
             match g.subject {
                 Subject::Key(_) => keys.push(g.id.as_str()),

@@ -8,10 +8,10 @@ use super::store::{self, Edit};
 use super::trail::Action;
 use super::{Failure, Who, run_edit};
 use crate::Globals;
-use crate::audit::Severity;
-use crate::policy::evaluate::{revocation_of, time_refusal};
-use crate::policy::{Policy, Reason};
-use crate::time::Timestamp;
+use crate::log::Severity;
+use sshjit_policy::evaluate::{revocation_of, time_refusal};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Policy, Reason};
 
 #[derive(Args, Debug, Clone)]
 pub struct FreezeArgs {

@@ -11,14 +11,14 @@ use clap::{ArgGroup, Args};
 use super::store::{self, Edit};
 use super::trail::Action;
 use super::{Failure, Who, run_edit};
-use crate::audit::Severity;
-use crate::policy::evaluate::revocation_of;
-use crate::policy::{
+use crate::log::Severity;
+use crate::{Globals, system};
+use sshjit_policy::evaluate::revocation_of;
+use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
+use sshjit_policy::{
     AuthorizedKey, Command, FromPattern, Grant, GrantId, HostPattern, Policy, Principal, Reason,
     Subject, Target, Username,
 };
-use crate::time::{Timestamp, format_duration, parse_duration};
-use crate::{Globals, system};
 
 /// Largest key file read.
 const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -132,7 +132,7 @@ pub fn run(globals: &Globals, args: &GrantArgs) -> u8 {
                 plan.user
             ));
         }
-        crate::cli::eprint(&format!(
+        crate::term::eprint(&format!(
             "granted {id}: {} may log in as {} {} until {} ({}){}\n",
             plan.subject_text(),
             plan.user,
@@ -277,10 +277,10 @@ impl Plan {
             .map(|f| FromPattern::new(f.clone()).map(FromPattern::into_owned))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| usage("--from", e))?;
-        if hosts.len() > crate::policy::MAX_HOSTS {
+        if hosts.len() > sshjit_policy::MAX_HOSTS {
             return Err(Failure::usage("--host: at most 256 globs"));
         }
-        if from.len() > crate::policy::MAX_FROM {
+        if from.len() > sshjit_policy::MAX_FROM {
             return Err(Failure::usage("--from: at most 64 patterns"));
         }
         let command = args

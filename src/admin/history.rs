@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use super::revoke::Names;
 use super::trail::{Action, Record};
-use crate::policy::types::quote_for_display;
-use crate::policy::{Grant, Revocation};
-use crate::time::Timestamp;
+use sshjit_policy::text::quote_for_display;
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Grant, Revocation};
 
 /// When, by whom, and at which record something happened. Times have
 /// whole seconds; the record's `seq` orders what happened in one second.

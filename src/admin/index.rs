@@ -4,20 +4,20 @@
 
 use crate::config;
 use crate::source::Source;
-use crate::{Globals, cli, exit, index};
+use crate::{Globals, exit, index, term};
 
 pub fn run(globals: &Globals) -> u8 {
     let config = match config::load(globals.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             return exit::DENIED;
         }
     };
     let sources = match crate::sources(globals, &config) {
         Ok(s) => s,
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             return exit::USAGE;
         }
     };
@@ -49,12 +49,12 @@ pub fn run(globals: &Globals) -> u8 {
                 w.path.display()
             )),
             Err(e) => {
-                cli::eprint(&format!("error: {}: {e}\n", path.display()));
+                term::eprint(&format!("error: {}: {e}\n", path.display()));
                 code = exit::DENIED;
             }
         }
     }
-    let printed = cli::print(&out);
+    let printed = term::print(&out);
     if code == exit::OK { printed } else { code }
 }
 
@@ -63,14 +63,14 @@ pub fn run(globals: &Globals) -> u8 {
 pub fn status(path: &std::path::Path, document: &[u8]) -> String {
     use ssh_key::sha2::{Digest, Sha256};
     let (meta, canonical) =
-        match crate::source::file::open_secure(path, crate::policy::MAX_DOCUMENT_BYTES) {
+        match crate::fs::secure::open_secure(path, sshjit_policy::MAX_DOCUMENT_BYTES) {
             Ok(f) => (f.meta, f.canonical),
             Err(e) => return format!("index: cannot check: {e}\n"),
         };
     let idx = index::index_path(&canonical);
-    let file = match crate::source::file::open_secure(&idx, index::MAX_INDEX_BYTES as usize) {
+    let file = match crate::fs::secure::open_secure(&idx, index::MAX_INDEX_BYTES as usize) {
         Ok(f) => f,
-        Err(crate::source::file::FileError::NotFound(_)) => {
+        Err(crate::fs::secure::FileError::NotFound(_)) => {
             return "index: none (large policies are faster with one: run `sshjit index`)\n".into();
         }
         Err(e) => return format!("index: refused: {e}\n"),

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use super::revoke::Names;
 use super::trail::{Action, Record};
 use super::{Context, Failure, store};
-use crate::policy::evaluate::{revocation_of, time_refusal};
-use crate::policy::types::quote_for_display;
-use crate::policy::{Grant, Policy, Refusal, Subject, Username};
-use crate::time::{Timestamp, format_duration};
-use crate::{Globals, cli};
+use crate::{Globals, term};
+use sshjit_policy::evaluate::{revocation_of, time_refusal};
+use sshjit_policy::text::quote_for_display;
+use sshjit_policy::time::{Timestamp, format_duration};
+use sshjit_policy::{Grant, Policy, Refusal, Subject, Username};
 
 #[derive(Args, Debug, Clone)]
 pub struct ListArgs {
@@ -71,7 +71,7 @@ impl Status {
 
 pub fn run(globals: &Globals, args: &ListArgs) -> u8 {
     match list(globals, args) {
-        Ok(text) => cli::print(&text),
+        Ok(text) => term::print(&text),
         Err(f) => f.report(),
     }
 }
@@ -118,7 +118,7 @@ fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
                     .grants
                     .iter()
                     .any(|g| g.user == *u && names.matches(g))
-                    || matches!(t, crate::policy::Target::User(x) if x == u)
+                    || matches!(t, sshjit_policy::Target::User(x) if x == u)
             }
         })
         .collect();

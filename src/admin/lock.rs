@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::store::{PolicyFile, StoreError, io_error};
-use crate::source::file;
+use crate::fs::secure as file;
 
 /// How long an edit waits for another one to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -94,7 +94,7 @@ fn wait_for(
             });
         }
         if !told && waited >= Duration::from_secs(3) {
-            crate::cli::eprint(&format!(
+            crate::term::eprint(&format!(
                 "waiting for {} (another edit is in progress)...\n",
                 path.display()
             ));

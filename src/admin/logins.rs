@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
 use std::time::Duration;
 
-use crate::time::{Civil, Timestamp};
+use sshjit_policy::time::{Civil, Timestamp};
 
 /// Longest line considered; longer ones are skipped.
 const MAX_LINE: u64 = 64 * 1024;

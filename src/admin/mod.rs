@@ -26,12 +26,12 @@ pub mod trail;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::audit::{Line, Severity, Syslog};
 use crate::config::{self, Config};
-use crate::policy::Actor;
+use crate::log::{Line, Severity, Syslog};
 use crate::source::{self, Fetched, Query, Source};
-use crate::time::Timestamp;
-use crate::{Globals, cli, exit, system};
+use crate::{Globals, exit, system, term};
+use sshjit_policy::Actor;
+use sshjit_policy::time::Timestamp;
 
 use store::{PolicyFile, StoreError};
 
@@ -171,12 +171,12 @@ fn policy_file(sources: &[Source]) -> Result<PathBuf, String> {
 
 /// A remark for the admin at the terminal.
 pub fn note(message: &str) {
-    cli::eprint(&format!("note: {message}\n"));
+    term::eprint(&format!("note: {message}\n"));
 }
 
 /// Something the admin should act on; the command still succeeded.
 pub fn warn(message: &str) {
-    cli::eprint(&format!("warning: {message}\n"));
+    term::eprint(&format!("warning: {message}\n"));
 }
 
 /// A command that did not succeed: the exit status and what to tell the admin.
@@ -210,7 +210,7 @@ impl Failure {
 
     /// Prints the message and returns the status.
     pub fn report(&self) -> u8 {
-        cli::eprint(&format!("error: {}\n", self.message));
+        term::eprint(&format!("error: {}\n", self.message));
         self.code
     }
 }
@@ -341,7 +341,7 @@ pub fn run_edit(
         Ok((committed, out)) => {
             if let Some(c) = &committed {
                 for r in &c.repaired {
-                    cli::eprint(&format!("note: trail repaired: {r}\n"));
+                    term::eprint(&format!("note: trail repaired: {r}\n"));
                 }
                 if let Some(w) = &c.warning {
                     warn(w);
@@ -349,7 +349,7 @@ pub fn run_edit(
                 stale_signature(&ctx.file);
             }
             log.ok(&ctx, committed.as_ref());
-            cli::print(&out)
+            term::print(&out)
         }
         Err(f) => {
             log.failed(&ctx.syslog, Some(&ctx.policy_display()), &f);

@@ -11,8 +11,8 @@ use super::store::{self, Edit};
 use super::trail::Action;
 use super::{Failure, Who, run_edit};
 use crate::Globals;
-use crate::policy::{GrantId, Policy, Revocation, Target};
-use crate::time::{Timestamp, format_duration, parse_duration};
+use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
+use sshjit_policy::{GrantId, Policy, Revocation, Target};
 
 #[derive(Args, Debug, Clone)]
 pub struct PruneArgs {

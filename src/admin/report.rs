@@ -14,9 +14,9 @@ use super::history::{Change, Entry, History, replay};
 use super::list::{cut, render_table};
 use super::logins::{self, LoginLog, Usage};
 use super::{Context, Failure, audit, chain, lock, store};
-use crate::policy::{Grant, Subject, Username};
-use crate::time::{Timestamp, parse_duration};
-use crate::{Globals, cli, exit};
+use crate::{Globals, exit, term};
+use sshjit_policy::time::{Timestamp, parse_duration};
+use sshjit_policy::{Grant, Subject, Username};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -47,7 +47,7 @@ pub struct ReportArgs {
 pub fn run(globals: &Globals, args: &ReportArgs) -> u8 {
     match report(globals, args) {
         Ok((text, verified)) => {
-            let code = cli::print(&text);
+            let code = term::print(&text);
             if code == exit::OK && !verified {
                 exit::DENIED
             } else {
@@ -135,7 +135,7 @@ fn report(globals: &Globals, args: &ReportArgs) -> Result<(String, bool), Failur
     let verified = report.verified;
     if !verified {
         for p in &report.problems {
-            cli::eprint(&format!("warning: the trail does not verify: {p}\n"));
+            term::eprint(&format!("warning: the trail does not verify: {p}\n"));
         }
     }
     let text = match args.format {

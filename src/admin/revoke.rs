@@ -8,12 +8,12 @@ use super::store::{self, Edit};
 use super::trail::Action;
 use super::{Failure, Who, grant, run_edit};
 use crate::Globals;
-use crate::policy::evaluate::{revocation_of, time_refusal};
-use crate::policy::types::{parse_serial, quote_for_display};
-use crate::policy::{
+use sshjit_policy::evaluate::{revocation_of, time_refusal};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::types::{parse_serial, quote_for_display};
+use sshjit_policy::{
     Fingerprint, Grant, GrantId, KeyId, Policy, Principal, Reason, Revocation, Target, Username,
 };
-use crate::time::Timestamp;
 
 /// Exactly one selector, the same for `revoke` and `unrevoke`.
 #[derive(Args, Debug, Clone)]

@@ -16,12 +16,13 @@ use std::time::Instant;
 use ssh_key::{HashAlg, SshSig};
 
 use crate::config::{self, Config};
-use crate::policy::{MAX_DOCUMENT_BYTES, Policy};
+use crate::fs::secure as file;
 use crate::source::https::MAX_SIGNATURE_BYTES;
-use crate::source::signature::{AllowedSigners, NAMESPACE, Signer};
-use crate::source::{self, Query, Source, file};
-use crate::time::Timestamp;
-use crate::{Globals, cli, exit};
+use crate::source::{self, Query, Source};
+use crate::{Globals, exit, term};
+use sshjit_policy::openssh::allowed_signers::{AllowedSigners, NAMESPACE, Signer};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{MAX_DOCUMENT_BYTES, Policy};
 
 pub struct SignArgs {
     pub file: PathBuf,
@@ -44,9 +45,9 @@ pub fn signature_path(file: &Path) -> PathBuf {
 
 pub fn run_sign(globals: &Globals, args: &SignArgs) -> u8 {
     match sign(globals, args) {
-        Ok(report) => cli::print(&report),
+        Ok(report) => term::print(&report),
         Err(e) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             exit::DENIED
         }
     }
@@ -114,7 +115,7 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, String> {
 /// allowed_signers from the flag, else the config, if any.
 fn signers(config: &Config, flag: Option<&Path>) -> Result<Option<AllowedSigners>, String> {
     flag.or(config.fetch.allowed_signers.as_deref())
-        .map(|p| AllowedSigners::load(p).map_err(|e| e.to_string()))
+        .map(|p| crate::source::signature::load(p).map_err(|e| e.to_string()))
         .transpose()
 }
 
@@ -202,9 +203,9 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 
 pub fn run_verify(globals: &Globals, args: &VerifyArgs) -> u8 {
     match verify(globals, args) {
-        Ok(report) => cli::print(&report),
+        Ok(report) => term::print(&report),
         Err((code, e)) => {
-            cli::eprint(&format!("error: {e}\n"));
+            term::eprint(&format!("error: {e}\n"));
             code
         }
     }

@@ -22,9 +22,9 @@ use super::trail::{
     sha256_hex, trail_path,
 };
 use super::{Who, lock};
-use crate::policy::{MAX_DOCUMENT_BYTES, Policy, PolicyError, Reason};
-use crate::source::file::{self, FileError};
-use crate::time::Timestamp;
+use crate::fs::secure::{self as file, FileError};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{MAX_DOCUMENT_BYTES, Policy, PolicyError, Reason};
 
 /// The policy's mode: readable by the helper's account, writable by its owner only.
 pub const POLICY_MODE: u32 = 0o644;

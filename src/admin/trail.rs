@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use ssh_key::sha2::{Digest, Sha256};
 
-use crate::policy::{Actor, Grant, GrantId, Reason, Revocation};
-use crate::time::Timestamp;
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Actor, Grant, GrantId, Reason, Revocation};
 
 /// `prev` of the first record.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Longest record accepted (an `adopt` record holds a whole document).
-pub const MAX_LINE: usize = 2 * crate::policy::MAX_DOCUMENT_BYTES + 64 * 1024;
+pub const MAX_LINE: usize = 2 * sshjit_policy::MAX_DOCUMENT_BYTES + 64 * 1024;
 
 /// The trail of the policy at `policy`.
 pub fn trail_path(policy: &Path) -> PathBuf {

@@ -13,10 +13,10 @@ use super::lookup::Identity;
 use super::{
     ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, Kind, MAGIC, SUFFIX, entry_check, fnv1a, racy_window,
 };
-use crate::policy::MAX_DOCUMENT_BYTES;
-use crate::policy::{Fingerprint, Grant, Policy, Revocation, Subject, Target};
-use crate::source::file::open_secure;
-use crate::time::Timestamp;
+use crate::fs::secure::open_secure;
+use sshjit_policy::MAX_DOCUMENT_BYTES;
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Fingerprint, Grant, Policy, Revocation, Subject, Target};
 
 /// One block to place: its table key and its bytes.
 struct Block {

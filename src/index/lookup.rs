@@ -10,8 +10,8 @@ use ssh_key::sha2::{Digest, Sha256};
 use super::{
     ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, IndexError, Kind, MAGIC, entry_check, fnv1a, racy_window,
 };
-use crate::policy::{Decision, Denial, Policy, Request, evaluate};
-use crate::time::Timestamp;
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Decision, Denial, Policy, Request, evaluate};
 
 /// What identifies one version of the policy file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

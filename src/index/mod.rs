@@ -48,8 +48,8 @@ use std::time::Duration;
 pub use build::{Written, build, index_path, write_for};
 pub use lookup::{Identity, Index, IndexLookup, PartInfo, ReadAt};
 
-use crate::policy::{Fingerprint, KeyId};
-use crate::source::file::{FileError, open_secure};
+use crate::fs::secure::{FileError, open_secure};
+use sshjit_policy::{Fingerprint, KeyId};
 
 /// File name of the index of `policy.json`: `policy.json.idx`.
 pub const SUFFIX: &str = ".idx";

@@ -6,9 +6,9 @@ use serde_json::json;
 use std::time::Duration;
 
 use super::*;
-use crate::policy::key::tests::{FP_A, FP_B, KEY_A, KEY_B};
-use crate::policy::{Decision, Denial, HostName, Mode, Policy, Request, Username, evaluate};
-use crate::time::Timestamp;
+use sshjit_policy::key::samples::{FP_A, FP_B, KEY_A, KEY_B};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Decision, Denial, HostName, Mode, Policy, Request, Username, evaluate};
 
 fn identity() -> Identity {
     Identity {
@@ -86,10 +86,10 @@ fn answers_match_the_whole_document() {
     let index = Index::open(&bytes[..], &identity()).unwrap();
     let host = HostName::new("web-1").unwrap();
     let now = Timestamp::parse_rfc3339("2026-11-21T10:00:00Z").unwrap();
-    let kid = crate::policy::KeyId::new("alice@corp").unwrap();
-    let other = crate::policy::KeyId::new("carol@corp").unwrap();
-    let fp_a = crate::policy::Fingerprint::parse(FP_A).unwrap();
-    let fp_b = crate::policy::Fingerprint::parse(FP_B).unwrap();
+    let kid = sshjit_policy::KeyId::new("alice@corp").unwrap();
+    let other = sshjit_policy::KeyId::new("carol@corp").unwrap();
+    let fp_a = sshjit_policy::Fingerprint::parse(FP_A).unwrap();
+    let fp_b = sshjit_policy::Fingerprint::parse(FP_B).unwrap();
     for user in ["deploy", "root", "nobody"] {
         let u = Username::new(user).unwrap();
         for mode in [
@@ -183,7 +183,7 @@ fn damage_is_detected_never_misread() {
     type Answer = (Vec<u8>, Vec<usize>, Option<usize>);
     let whole_answer = |b: &[u8]| -> Result<Answer, IndexError> {
         let index = Index::open(b, &identity())?;
-        let kid = crate::policy::KeyId::new("alice@corp").unwrap();
+        let kid = sshjit_policy::KeyId::new("alice@corp").unwrap();
         let d = index.lookup("deploy", Some((Some(&kid), Some(77), None)))?;
         Ok((
             d.document,

@@ -18,8 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
-use super::file::{self, FileError};
 use super::url::{Query, Url};
+use crate::fs::secure::{self as file, FileError};
 
 /// Largest policy document accepted over https. Smaller than the file
 /// source's bound: every concurrent login holds one in memory.

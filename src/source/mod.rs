@@ -6,7 +6,6 @@
 //! `accept`.
 
 pub mod cache;
-pub mod file;
 pub mod https;
 pub mod private;
 pub mod rollback;
@@ -17,11 +16,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::policy::MAX_DOCUMENT_BYTES;
+use crate::fs::secure as file;
 use cache::CacheSettings;
 use https::{HttpsError, TlsSettings};
 use rollback::{RollbackError, SerialCheck};
 use signature::{AllowedSigners, SignatureError, Signer};
+use sshjit_policy::MAX_DOCUMENT_BYTES;
 pub use url::{Query, Url};
 
 /// Default policy location.
@@ -215,7 +215,7 @@ pub fn fetch(
 ) -> Result<Fetched, SourceError> {
     let signers = match &settings.allowed_signers {
         Some(path) => Some(
-            AllowedSigners::load(path).map_err(|error| SourceError::Signature {
+            signature::load(path).map_err(|error| SourceError::Signature {
                 origin: path.display().to_string(),
                 error,
             })?,
@@ -359,7 +359,7 @@ fn verify(
         error,
     };
     let sig = signature.ok_or_else(|| err(SignatureError::Missing("unsigned".into())))?;
-    let now = crate::time::Timestamp::now().unix_seconds();
+    let now = sshjit_policy::time::Timestamp::now().unix_seconds();
     signers.verify(bytes, sig, now).map(Some).map_err(err)
 }
 

@@ -7,7 +7,7 @@
 use std::ffi::CStr;
 use std::io;
 
-use crate::time::{Civil, civil_to_unix, unix_to_civil};
+use sshjit_policy::time::{Civil, civil_to_unix};
 
 /// The effective user id of this process.
 pub fn euid() -> u32 {
@@ -80,25 +80,19 @@ pub fn hostname() -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "host name is not UTF-8"))
 }
 
-/// The calendar fields that sshd reads back as exactly `unix`.
-///
-/// sshd parses a zone-less `expiry-time` by zeroing a `struct tm`, filling
-/// it with strptime and calling mktime: local time with `tm_isdst = 0`, so
-/// in summer time glibc reads the fields as *standard* time. We search for
-/// fields that mktime maps back to `unix` with that same convention and
-/// accept only an exact round trip. Returns `None` when no such fields exist
-/// (the caller then refuses to print the line).
-pub fn sshd_local_time(unix: i64) -> Option<Civil> {
-    let mut offset = local_offset(unix)?;
-    for _ in 0..4 {
-        let fields = unix_to_civil(unix.checked_add(offset)?);
-        let back = mktime_standard(&fields)?;
-        if back == unix {
-            return Some(fields);
-        }
-        offset = offset.checked_add(unix - back)?;
+/// This host's local-time rules, from the C library (sshd reads a
+/// zone-less `expiry-time` with them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostLocalTime;
+
+impl sshjit_policy::openssh::local_time::LocalTime for HostLocalTime {
+    fn offset(&self, unix: i64) -> Option<i64> {
+        local_offset(unix)
     }
-    None
+
+    fn mktime_standard(&self, fields: &Civil) -> Option<i64> {
+        mktime_standard(fields)
+    }
 }
 
 /// The offset from UTC, in seconds, in effect at `unix` (localtime_r's tm_gmtoff).
@@ -114,13 +108,6 @@ fn local_offset(unix: i64) -> Option<i64> {
         return None;
     }
     Some(i64::from(tm.tm_gmtoff))
-}
-
-/// Local calendar fields to Unix time exactly as OpenSSH reads a zone-less
-/// time (`expiry-time`, allowed_signers' `valid-after`): mktime with
-/// `tm_isdst = 0`.
-pub fn openssh_local_to_unix(c: &Civil) -> Option<i64> {
-    mktime_standard(c)
 }
 
 /// mktime on the fields with `tm_isdst = 0`, as sshd's parse_absolute_time does.

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sshjit::policy::Policy;
-use sshjit::time::Timestamp;
+use sshjit_policy::Policy;
+use sshjit_policy::time::Timestamp;
 
 #[path = "../../fuzz/invariants.rs"]
 mod invariants;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::admin::trail::ZERO_HASH;
-use crate::policy::{Actor, Policy, Reason};
+use sshjit_policy::{Actor, Policy, Reason};
 
 const KEY_A: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";

@@ -1,5 +1,5 @@
 use super::*;
-use crate::time::Civil;
+use sshjit_policy::time::Civil;
 
 const FP: &str = "SHA256:X5oprPYTCKn2RSt7zk0vLaTKD2WNGktiH+URhgz06P8";
 
@@ -50,7 +50,7 @@ fn fields_are_read_as_the_helper_writes_them() {
         ]
     );
     // The writer and the reader agree.
-    let mut line = crate::audit::Line::new();
+    let mut line = crate::log::Line::new();
     line.field("key_id", "x outcome=allow\nfake")
         .field("matched", "g-1");
     let f = parse_fields(line.as_str());

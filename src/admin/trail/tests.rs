@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::{Actor, Policy};
+use sshjit_policy::{Actor, Policy};
 use std::io::Write as _;
 
 fn grant_action() -> Action<'static> {

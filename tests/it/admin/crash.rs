@@ -87,7 +87,7 @@ fn trail_ids(a: &Admin) -> BTreeSet<String> {
 fn check_after_kill(a: &Admin, completed: &BTreeSet<String>, context: &str) {
     // Old or new, never torn: the helper's parser accepts it whole.
     if let Ok(bytes) = fs::read(&a.policy)
-        && let Err(e) = sshjit::policy::Policy::parse(&bytes)
+        && let Err(e) = sshjit_policy::Policy::parse(&bytes)
     {
         panic!("{context}: torn policy: {e}");
     }

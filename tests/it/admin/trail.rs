@@ -106,7 +106,7 @@ fn an_edited_middle_record_is_detected() {
     let sshjit::admin::trail::Action::Grant { grant, .. } = &mut record.action else {
         panic!("record 2 is a grant");
     };
-    grant.reason = sshjit::policy::Reason::new("INC-2 db").unwrap();
+    grant.reason = sshjit_policy::Reason::new("INC-2 db").unwrap();
     let (line, _) = sshjit::admin::trail::encode(&record).unwrap();
     l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
     write_lines(&a, &l);

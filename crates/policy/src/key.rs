@@ -10,7 +10,7 @@ use ssh_encoding::Decode;
 use ssh_encoding::base64::{Base64, Encoding};
 use ssh_key::public::KeyData;
 
-use super::types::{Fingerprint, InvalidValue, cow_str, has_no_controls};
+use crate::types::{Fingerprint, InvalidValue, cow_str, has_no_controls};
 
 /// Longest accepted key text (a 16384-bit RSA key is about 2.8 KiB).
 pub const MAX_KEY_TEXT: usize = 8 * 1024;
@@ -222,10 +222,10 @@ impl Serialize for AuthorizedKey<'_> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
+/// Fixed sample keys and their fingerprints, for the tests of this crate
+/// and of its users (no private half exists anywhere).
+#[doc(hidden)]
+pub mod samples {
     pub const KEY_A: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";
     pub const FP_A: &str = "SHA256:X5oprPYTCKn2RSt7zk0vLaTKD2WNGktiH+URhgz06P8";
@@ -236,6 +236,14 @@ pub(crate) mod tests {
     pub const FP_ECDSA: &str = "SHA256:Tj/Fih1SR09Bw1ElKvy1DfDcbj/AJLR4Bqx/mSX7VWE";
     pub const KEY_RSA2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCstCJctqfiNshZlcjkaPiwCfGE23i0Vxfk1JJU7Kb1+y0kFSdEl3B/1JIuyRY4qrp3GJ4dmK+KmBabqGTnPtB6fv2/o6F2/Fu3il6tARsxWpgS7NuarwanA99gIZULsrDtXCQzJd8qYqP+DdqfnDQgrcxsTuFD5i1NwthRRjbzwLWIg8Df4qzWegExrlfR70LtSQJLCcAGMRG3pCKJme4K/k6n1Ub/L0KVt3X8iJh+WbPMGOo/xhqh1AmFAsxO8SR/AXNZlLl0UIXPsuT6Djj3Ec22t2R4WjaeaoWH683js6FJEUoLQfJgIi4Goqy5DwNOTeBIxAPx8jRvTzRhoAeJ r2048";
     pub const FP_RSA2048: &str = "SHA256:/9Z9v04Rix6UjFCa6wJ4KlcBLxbKMd6Hd4YC99sjZ5M";
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub use super::samples::*;
+
     const KEY_RSA1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDasjaqo7MaGcR3007mOOYtj9IKa4did/x2MYyKS1qn7IO1tPTMieDaj0DisVH9Ya9N7Hu4ZGA4pgknrGOFhjbqDEeenFxcHx4CSfMYYeltyXro7f0XNS0tI2X9xL+Z+JTxH9dQmaPyHNnbwHFSyK4U9yo6sOexiVRXDdc1aM1aHw== r1024";
 
     #[test]

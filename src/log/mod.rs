@@ -37,7 +37,7 @@ impl Line {
             self.text.push_str(value);
         } else {
             self.text
-                .push_str(&crate::policy::types::quote_for_display(value, MAX_VALUE));
+                .push_str(&sshjit_policy::text::quote_for_display(value, MAX_VALUE));
         }
         self
     }

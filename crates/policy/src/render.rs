@@ -2,13 +2,12 @@
 //! lines for `principals`. Options are written here, by our own rules,
 //! because sshd's option grammar is the only one that counts.
 
-pub mod sshd_grammar;
-
 use std::fmt;
 
-use crate::policy::{Grant, GrantId, Subject};
-use crate::system;
+use crate::openssh::local_time::{self, LocalTime};
+use crate::openssh::options as sshd_grammar;
 use crate::time::{Civil, Timestamp};
+use crate::{Grant, GrantId, Subject};
 
 /// How `expiry-time` is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -29,6 +28,33 @@ impl ExpiryStyle {
             "local" => Some(ExpiryStyle::Local),
             _ => None,
         }
+    }
+}
+
+/// How to write `expiry-time` for this call: in UTC, or in the zone sshd
+/// reads zone-less times in.
+#[derive(Clone, Copy)]
+pub enum Expiry<'z> {
+    Utc,
+    Local(&'z dyn LocalTime),
+}
+
+impl<'z> Expiry<'z> {
+    /// The configured style, with the host's zone rules for `local`.
+    pub fn new(style: ExpiryStyle, zone: &'z dyn LocalTime) -> Self {
+        match style {
+            ExpiryStyle::Utc => Expiry::Utc,
+            ExpiryStyle::Local => Expiry::Local(zone),
+        }
+    }
+}
+
+impl fmt::Debug for Expiry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expiry::Utc => "Utc",
+            Expiry::Local(_) => "Local",
+        })
     }
 }
 
@@ -66,7 +92,7 @@ struct Entry<'p, 'a> {
 /// its line is left out rather than printed already expired.
 pub fn render<'p, 'a>(
     valid: &[&'p Grant<'a>],
-    style: ExpiryStyle,
+    expiry: Expiry<'_>,
     now: Timestamp,
 ) -> Result<Rendered<'p, 'a>, RenderError> {
     let mut entries: Vec<Entry<'p, 'a>> = Vec::with_capacity(valid.len());
@@ -92,7 +118,7 @@ pub fn render<'p, 'a>(
             continue;
         }
         let start = out.text.len();
-        let expiry = expiry_value(e.expires_at, style)?;
+        let expiry = expiry_value(e.expires_at, expiry)?;
         write_line(&mut out.text, e.grant, &expiry);
         read_back(&out.text[start..], e.grant, &expiry)?;
         out.lines.push(e.ids);
@@ -227,15 +253,15 @@ fn last_whole_second(expires_at: Timestamp) -> i64 {
 /// sshd accepts a key while `now <= expiry-time` with `now` in whole seconds,
 /// so the last second it may accept is the one before `expires_at` starts:
 /// we write `floor(expires_at) - 1s`, and sshd's window never outlasts ours.
-pub fn expiry_value(expires_at: Timestamp, style: ExpiryStyle) -> Result<String, RenderError> {
+pub fn expiry_value(expires_at: Timestamp, expiry: Expiry<'_>) -> Result<String, RenderError> {
     let last = last_whole_second(expires_at);
-    match style {
-        ExpiryStyle::Utc => {
+    match expiry {
+        Expiry::Utc => {
             let mut s = Timestamp::from_unix(last, 0).to_civil().compact();
             s.push('Z');
             Ok(s)
         }
-        ExpiryStyle::Local => system::sshd_local_time(last)
+        Expiry::Local(zone) => local_time::sshd_fields(last, zone)
             .as_ref()
             .map(Civil::compact)
             .ok_or_else(|| {

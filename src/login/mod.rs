@@ -9,16 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::audit::{Line, Severity, Syslog};
 use crate::config::{self, ConfigError};
-use crate::policy::{
+use crate::log::{Line, Severity, Syslog};
+use crate::source::{self, IndexQuery, Query, SourceError};
+use crate::system::HostLocalTime;
+use crate::{Globals, HostError, exit};
+use sshjit_policy::render::{self, Expiry, RenderError};
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{
     Decision, Denial, Fingerprint, KeyId, Mode, Policy, PolicyError, Request, Username, evaluate,
     types::parse_serial,
 };
-use crate::render::{self, RenderError};
-use crate::source::{self, IndexQuery, Query, SourceError};
-use crate::time::Timestamp;
-use crate::{Globals, HostError, exit};
 
 /// Which question sshd asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,7 +293,8 @@ fn decide(
             return Ok(stale(Severity::Notice));
         }
     };
-    let rendered = render::render(&valid, config.expiry_time, now).map_err(LoginError::Render)?;
+    let rendered = render::render(&valid, Expiry::new(config.expiry_time, &HostLocalTime), now)
+        .map_err(LoginError::Render)?;
     if rendered.lines.is_empty() {
         // Valid for a fraction of a second more, but no whole second left
         // for sshd's expiry-time: nothing to print.

@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::policy::Policy;
-use crate::policy::key::tests::{KEY_A, KEY_B};
+use crate::Policy;
+use crate::key::samples::{KEY_A, KEY_B};
 
 fn policy(grants: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"version": 1, "grants": grants})).unwrap()
@@ -13,7 +13,7 @@ fn policy(grants: serde_json::Value) -> Vec<u8> {
 fn render_all(bytes: &[u8]) -> String {
     let p = Policy::parse(bytes).unwrap();
     let valid: Vec<_> = p.grants.iter().collect();
-    let r = render(&valid, ExpiryStyle::Utc, Timestamp::UNIX_EPOCH).unwrap();
+    let r = render(&valid, Expiry::Utc, Timestamp::UNIX_EPOCH).unwrap();
     String::from_utf8(r.text).unwrap()
 }
 
@@ -57,7 +57,7 @@ fn identical_keys_are_merged_keeping_the_latest_expiry() {
     ]));
     let p = Policy::parse(&bytes).unwrap();
     let valid: Vec<_> = p.grants.iter().collect();
-    let r = render(&valid, ExpiryStyle::Utc, Timestamp::UNIX_EPOCH).unwrap();
+    let r = render(&valid, Expiry::Utc, Timestamp::UNIX_EPOCH).unwrap();
     let text = String::from_utf8(r.text).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(
@@ -80,15 +80,15 @@ fn identical_keys_are_merged_keeping_the_latest_expiry() {
 fn expiry_is_the_last_whole_second_before_the_end() {
     let t = |s| Timestamp::parse_rfc3339(s).unwrap();
     assert_eq!(
-        expiry_value(t("2026-11-21T11:00:00Z"), ExpiryStyle::Utc).unwrap(),
+        expiry_value(t("2026-11-21T11:00:00Z"), Expiry::Utc).unwrap(),
         "20261121105959Z"
     );
     assert_eq!(
-        expiry_value(t("2026-11-21T11:00:00.999Z"), ExpiryStyle::Utc).unwrap(),
+        expiry_value(t("2026-11-21T11:00:00.999Z"), Expiry::Utc).unwrap(),
         "20261121105959Z"
     );
     assert_eq!(
-        expiry_value(t("2027-01-01T00:00:00Z"), ExpiryStyle::Utc).unwrap(),
+        expiry_value(t("2027-01-01T00:00:00Z"), Expiry::Utc).unwrap(),
         "20261231235959Z"
     );
 }
@@ -125,7 +125,7 @@ fn quoting_matches_sshd_dequote() {
     }
     // The one value that cannot be written: a final backslash would escape
     // the closing quote. Commands are refused for it at validation.
-    assert!(crate::policy::Command::new("x\\").is_err());
+    assert!(crate::Command::new("x\\").is_err());
 }
 
 #[test]
@@ -137,10 +137,10 @@ fn a_grant_without_a_whole_second_left_is_not_printed() {
     let valid: Vec<_> = p.grants.iter().collect();
     let t = |s| Timestamp::parse_rfc3339(s).unwrap();
     // At 10:59:59.9 sshd may still accept until 10:59:59 ends: printed.
-    let r = render(&valid, ExpiryStyle::Utc, t("2026-11-21T10:59:59.9Z")).unwrap();
+    let r = render(&valid, Expiry::Utc, t("2026-11-21T10:59:59.9Z")).unwrap();
     assert_eq!(r.lines.len(), 1);
     // At 11:00:00.2 the grant is valid for 0.3 s more, but sshd would read
     // any whole-second expiry as already past: nothing is printed.
-    let r = render(&valid, ExpiryStyle::Utc, t("2026-11-21T11:00:00.2Z")).unwrap();
+    let r = render(&valid, Expiry::Utc, t("2026-11-21T11:00:00.2Z")).unwrap();
     assert!(r.lines.is_empty() && r.text.is_empty());
 }

@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::key::tests::{FP_A, FP_B, KEY_A, KEY_B};
 use super::*;
-use crate::policy::evaluate::{glob_match, refusals};
+use crate::evaluate::{glob_match, refusals};
+use crate::key::samples::{FP_A, FP_B, KEY_A, KEY_B};
+use crate::*;
 
 const NOW: &str = "2026-11-21T10:30:00Z";
 

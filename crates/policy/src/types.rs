@@ -9,6 +9,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::text::{has_no_controls, quote_for_display};
+
 /// A value that failed validation: what it was meant to be, the offending
 /// input (escaped and shortened for display) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,33 +36,6 @@ impl InvalidValue {
             why,
         }
     }
-}
-
-/// `"value"` with control characters, quotes and backslashes escaped, cut
-/// after `max` characters. Safe to put in a log line or a terminal.
-pub fn quote_for_display(value: &str, max: usize) -> String {
-    let mut out = String::with_capacity(value.len().min(max) + 2);
-    out.push('"');
-    for (i, c) in value.chars().enumerate() {
-        if i == max {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// True when `s` has no control character (C0, DEL or C1): nothing that could
-/// end a line, hide text on a terminal or cut a string short.
-pub fn has_no_controls(s: &str) -> bool {
-    !s.chars().any(char::is_control)
 }
 
 /// Deserializes a string, borrowing from the input when it has no escapes.

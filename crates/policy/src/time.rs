@@ -413,11 +413,11 @@ pub fn format_duration(d: Duration) -> String {
 
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = crate::policy::types::cow_str(d)?;
+        let s = crate::types::cow_str(d)?;
         Timestamp::parse_rfc3339(&s).map_err(|e| {
             serde::de::Error::custom(format_args!(
                 "{}: {e}",
-                crate::policy::types::quote_for_display(&s, 48)
+                crate::types::quote_for_display(&s, 48)
             ))
         })
     }

@@ -1,8 +1,8 @@
 //! The decision: which grants are valid for (user, host, mode) at `now`.
 //! Pure: the caller passes the clock reading.
 
-use super::{Fingerprint, Grant, HostName, HostPattern, KeyId, Policy, Subject, Target, Username};
 use crate::time::Timestamp;
+use crate::{Fingerprint, Grant, HostName, HostPattern, KeyId, Policy, Subject, Target, Username};
 
 /// What sshd asked, as the helper's arguments said it.
 #[derive(Clone, Copy, Debug)]

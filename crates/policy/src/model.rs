@@ -1,20 +1,15 @@
 //! The policy document (version 1): model, parsing and validation. Pure: no
 //! I/O and no clock. A document is accepted whole or not at all.
 
-pub mod evaluate;
-pub mod key;
-pub mod types;
-
 use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use evaluate::{Decision, Denial, Mode, Refusal, Request, evaluate};
-pub use key::AuthorizedKey;
-pub use types::{
-    Actor, Command, Fingerprint, FromPattern, GrantId, HostName, HostPattern, InvalidValue, KeyId,
-    Principal, Reason, Username,
+use crate::key::AuthorizedKey;
+use crate::types::{
+    Actor, Command, Fingerprint, FromPattern, GrantId, HostPattern, KeyId, Principal, Reason,
+    Username,
 };
 
 use crate::time::Timestamp;
@@ -268,7 +263,7 @@ impl<'a> Grant<'a> {
         let fail = |m: &str| {
             Err(format!(
                 "grant {}: {m}",
-                types::quote_for_display(id.as_str(), 64)
+                crate::text::quote_for_display(id.as_str(), 64)
             ))
         };
         let subject = match (raw.key, raw.principal) {
@@ -403,7 +398,11 @@ impl fmt::Display for Target<'_> {
             Target::Fingerprint(fp) => write!(f, "fingerprint {fp}"),
             Target::User(u) => write!(f, "user {u}"),
             Target::Principal(p) => write!(f, "principal {p}"),
-            Target::KeyId(k) => write!(f, "key_id {}", types::quote_for_display(k.as_str(), 64)),
+            Target::KeyId(k) => write!(
+                f,
+                "key_id {}",
+                crate::text::quote_for_display(k.as_str(), 64)
+            ),
             Target::Serial(s) => write!(f, "serial {s}"),
         }
     }
@@ -454,7 +453,7 @@ impl<'a> Policy<'a> {
                     format!("grants[{i}]"),
                     format!(
                         "duplicate grant id {} (first used by grants[{first}])",
-                        types::quote_for_display(g.id.as_str(), 64)
+                        crate::text::quote_for_display(g.id.as_str(), 64)
                     ),
                 ));
             }
