@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use sshjit::log::{Line, Severity, Syslog};
 use sshjit::login::{self, LoginArgs, ModeKind};
-use sshjit::{Globals, admin, config, exit};
+use sshjit::{Globals, commands, config, exit};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -102,25 +102,25 @@ enum Command {
         host: HostArg,
     },
     /// Give access: add a grant (prints only its id)
-    Grant(admin::grant::GrantArgs),
+    Grant(commands::grant::GrantArgs),
     /// Take access away: add a revocation (it always wins over a grant)
-    Revoke(admin::revoke::RevokeArgs),
+    Revoke(commands::revoke::RevokeArgs),
     /// Lift the revocations that name exactly this
-    Unrevoke(admin::revoke::RevokeArgs),
+    Unrevoke(commands::revoke::RevokeArgs),
     /// Stop every grant but the break-glass ones
-    Freeze(admin::freeze::FreezeArgs),
+    Freeze(commands::freeze::FreezeArgs),
     /// Undo a freeze
-    Thaw(admin::freeze::FreezeArgs),
+    Thaw(commands::freeze::FreezeArgs),
     /// List the grants valid now (--all: every grant), revocations and the frozen state
-    List(admin::list::ListArgs),
+    List(commands::list::ListArgs),
     /// Remove long-expired grants and dead revocations (the trail keeps them)
-    Prune(admin::prune::PruneArgs),
+    Prune(commands::prune::PruneArgs),
     /// The access report from the change trail (--logins: and which grants were used)
-    Report(admin::report::ReportArgs),
+    Report(commands::report::ReportArgs),
     /// Verify or repair the change trail
     Audit {
         #[command(subcommand)]
-        command: admin::audit::AuditCommand,
+        command: commands::audit::AuditCommand,
     },
     /// Sign a policy file with ssh-keygen -Y sign (namespace sshjit-policy), writing FILE.sig
     Sign {
@@ -204,15 +204,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             },
             started,
         ),
-        Command::Check => admin::check::run(&globals),
-        Command::Index => admin::index::run(&globals),
+        Command::Check => commands::check::run(&globals),
+        Command::Index => commands::index::run(&globals),
         Command::Sign {
             file,
             key,
             allowed_signers,
-        } => admin::sign::run_sign(
+        } => commands::sign::run_sign(
             &globals,
-            &admin::sign::SignArgs {
+            &commands::sign::SignArgs {
                 file,
                 key,
                 allowed_signers,
@@ -222,9 +222,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             source,
             signature,
             allowed_signers,
-        } => admin::sign::run_verify(
+        } => commands::sign::run_verify(
             &globals,
-            &admin::sign::VerifyArgs {
+            &commands::sign::VerifyArgs {
                 source,
                 signature,
                 allowed_signers,
@@ -237,9 +237,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             key_id,
             serial,
             ..
-        } => admin::explain::run(
+        } => commands::explain::run(
             &globals,
-            &admin::explain::ExplainArgs {
+            &commands::explain::ExplainArgs {
                 user,
                 at,
                 fingerprint,
@@ -247,15 +247,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
-        Command::Grant(args) => admin::grant::run(&globals, &args),
-        Command::Revoke(args) => admin::revoke::run_revoke(&globals, &args),
-        Command::Unrevoke(args) => admin::revoke::run_unrevoke(&globals, &args),
-        Command::Freeze(args) => admin::freeze::run(&globals, &args, true),
-        Command::Thaw(args) => admin::freeze::run(&globals, &args, false),
-        Command::List(args) => admin::list::run(&globals, &args),
-        Command::Prune(args) => admin::prune::run(&globals, &args),
-        Command::Report(args) => admin::report::run(&globals, &args),
-        Command::Audit { command } => admin::audit::run(&globals, &command),
+        Command::Grant(args) => commands::grant::run(&globals, &args),
+        Command::Revoke(args) => commands::revoke::run_revoke(&globals, &args),
+        Command::Unrevoke(args) => commands::revoke::run_unrevoke(&globals, &args),
+        Command::Freeze(args) => commands::freeze::run(&globals, &args, true),
+        Command::Thaw(args) => commands::freeze::run(&globals, &args, false),
+        Command::List(args) => commands::list::run(&globals, &args),
+        Command::Prune(args) => commands::prune::run(&globals, &args),
+        Command::Report(args) => commands::report::run(&globals, &args),
+        Command::Audit { command } => commands::audit::run(&globals, &command),
     }
 }
 

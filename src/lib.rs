@@ -11,13 +11,15 @@
 //! Only `system` may use `unsafe`.
 #![deny(unsafe_code)]
 
-pub mod admin;
+pub mod commands;
 pub mod config;
 pub mod fs;
 pub mod index;
+pub mod load;
 pub mod log;
 pub mod login;
 pub mod source;
+pub mod store;
 pub mod system;
 pub mod term;
 

@@ -44,7 +44,7 @@ fn grant_creates_a_policy_the_helper_accepts() {
     assert_eq!(t[0]["grant"], *g);
     assert_eq!(t[0]["serial"], 1);
     assert_eq!(t[0]["actor"], "bob");
-    let sha = sshjit::admin::trail::sha256_hex(&fs::read(&a.policy).unwrap());
+    let sha = sshjit::store::trail::sha256_hex(&fs::read(&a.policy).unwrap());
     assert_eq!(t[0]["policy_sha256"], json!(sha));
 }
 

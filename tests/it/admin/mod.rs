@@ -173,8 +173,8 @@ impl LogSocket {
 
 /// What a verification of the trail found, checked in-process.
 pub fn verify_problems(policy: &Path) -> Vec<String> {
-    let file = sshjit::admin::store::PolicyFile::resolve(policy).unwrap();
-    match sshjit::admin::audit::verify(&file, &[]) {
+    let file = sshjit::store::PolicyFile::resolve(policy).unwrap();
+    match sshjit::commands::audit::verify(&file, &[]) {
         Ok(v) => v.problems,
         Err(f) => vec![f.message],
     }

@@ -100,14 +100,14 @@ fn an_edited_middle_record_is_detected() {
     // Editing the hash too does not help: the next record names the old one.
     let (a, _) = five("trail-edit-rehash");
     let mut l = lines(&a);
-    let mut record = sshjit::admin::trail::decode(l[1].as_bytes())
+    let mut record = sshjit::store::trail::decode(l[1].as_bytes())
         .unwrap()
         .into_owned();
-    let sshjit::admin::trail::Action::Grant { grant, .. } = &mut record.action else {
+    let sshjit::store::trail::Action::Grant { grant, .. } = &mut record.action else {
         panic!("record 2 is a grant");
     };
     grant.reason = sshjit_policy::Reason::new("INC-2 db").unwrap();
-    let (line, _) = sshjit::admin::trail::encode(&record).unwrap();
+    let (line, _) = sshjit::store::trail::encode(&record).unwrap();
     l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
     write_lines(&a, &l);
     verify_fails(&a, &[":3: record 3 does not follow the record before it"]);
@@ -284,7 +284,7 @@ fn an_incomplete_last_record_is_discarded_by_the_next_edit() {
     assert_eq!(t[5]["discarded_bytes"], n);
     assert_eq!(
         t[5]["discarded_sha256"],
-        json!(sshjit::admin::trail::sha256_hex(extra))
+        json!(sshjit::store::trail::sha256_hex(extra))
     );
     assert_eq!(t[6]["action"], "grant");
     let after = fs::read(a.trail_path()).unwrap();

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use super::revoke::Names;
 use super::trail::{Action, Record};
+use crate::commands::revoke::Names;
 use sshjit_policy::text::quote_for_display;
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Grant, Revocation};

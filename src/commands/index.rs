@@ -36,8 +36,8 @@ pub fn run(globals: &Globals) -> u8 {
             continue;
         };
         // Under the admin commands' lock: no edit can run meanwhile.
-        let indexed = super::store::PolicyFile::resolve(path)
-            .and_then(|file| super::lock::lock(&file).map(|lock| (file, lock)))
+        let indexed = crate::store::PolicyFile::resolve(path)
+            .and_then(|file| crate::store::lock::lock(&file).map(|lock| (file, lock)))
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|(file, _lock)| index::write_for(&file.policy));
         match indexed {

@@ -4,10 +4,10 @@
 
 use clap::{ArgGroup, Args};
 
-use super::store::{self, Edit};
-use super::trail::Action;
 use super::{Failure, Who, grant, run_edit};
 use crate::Globals;
+use crate::store::trail::Action;
+use crate::store::{self, Edit};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::types::{parse_serial, quote_for_display};

@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::store::{PolicyFile, StoreError, io_error};
+use super::{PolicyFile, StoreError, io_error};
 use crate::fs::secure as file;
 
 /// How long an edit waits for another one to finish.

@@ -9,8 +9,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::revoke::Names;
-use super::trail::{Action, Record};
-use super::{Context, Failure, store};
+use super::{Context, Failure};
+use crate::store;
+use crate::store::trail::{Action, Record};
 use crate::{Globals, term};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::text::quote_for_display;
@@ -138,9 +139,9 @@ fn last_freeze(ctx: &Context) -> Option<Record<'static>> {
     let mut file = store::read_trail(&ctx.file.trail()).ok()??;
     let mut want = 16;
     loop {
-        let tail = super::trail::read_tail(&mut file, want).ok()?;
+        let tail = crate::store::trail::read_tail(&mut file, want).ok()?;
         let found = tail.lines.iter().rev().find_map(|l| {
-            let r = super::trail::decode(l).ok()?;
+            let r = crate::store::trail::decode(l).ok()?;
             matches!(r.action, Action::Freeze { .. }).then(|| r.into_owned())
         });
         if found.is_some() || tail.lines.len() < want || want >= 1 << 16 {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 
-use super::store::{self, Edit};
-use super::trail::Action;
 use super::{Failure, Who, run_edit};
 use crate::log::Severity;
+use crate::store::trail::Action;
+use crate::store::{self, Edit};
 use crate::{Globals, system};
 use sshjit_policy::evaluate::revocation_of;
 use sshjit_policy::time::{Timestamp, format_duration, parse_duration};

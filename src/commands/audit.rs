@@ -8,11 +8,12 @@ use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
 
-use super::chain::{self, Walk};
-use super::store::{self, PolicyFile, StoreError, reason_text};
-use super::trail::{Action, Diagnosis, DocState, diagnose, sha256_hex};
-use super::{Context, Failure, Who, lock, run_edit};
+use super::{Context, Failure, Who, run_edit};
 use crate::log::{Line, Severity};
+use crate::store::chain::{self, Walk};
+use crate::store::lock;
+use crate::store::trail::{Action, Diagnosis, DocState, diagnose, sha256_hex};
+use crate::store::{self, PolicyFile, StoreError, reason_text};
 use crate::{Globals, exit, term};
 use sshjit_policy::Policy;
 

@@ -9,7 +9,7 @@ use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Policy, Refusal, Target};
 
 pub fn run(globals: &Globals) -> u8 {
-    let (config, fetched) = match super::fetch(globals, None) {
+    let (config, fetched) = match crate::load::fetch(globals, None) {
         Ok(x) => x,
         Err(e) => {
             term::eprint(&format!("error: {e}\n"));
@@ -39,7 +39,7 @@ pub fn run(globals: &Globals) -> u8 {
             return exit::DENIED;
         }
     };
-    let note = match super::accept(&config, &fetched, policy.serial) {
+    let note = match crate::load::accept(&config, &fetched, policy.serial) {
         Ok(n) => n,
         Err(e) => {
             term::eprint(&format!(

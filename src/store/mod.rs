@@ -12,19 +12,24 @@
 //! record: an incomplete last line (the append stopped), or a last record
 //! whose document is still in the temp file (the rename never happened).
 
+pub mod chain;
+pub mod history;
+pub mod lock;
+pub mod trail;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::trail::{
-    Action, Diagnosis, DocState, Record, TailBytes, ZERO_HASH, decode, diagnose, encode, read_tail,
-    sha256_hex, trail_path,
-};
-use super::{Who, lock};
+use crate::commands::Who;
 use crate::fs::secure::{self as file, FileError};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{MAX_DOCUMENT_BYTES, Policy, PolicyError, Reason};
+use trail::{
+    Action, Diagnosis, DocState, Record, TailBytes, ZERO_HASH, decode, diagnose, encode, read_tail,
+    sha256_hex, trail_path,
+};
 
 /// The policy's mode: readable by the helper's account, writable by its owner only.
 pub const POLICY_MODE: u32 = 0o644;

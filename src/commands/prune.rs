@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::revoke::Names;
-use super::store::{self, Edit};
-use super::trail::Action;
 use super::{Failure, Who, run_edit};
 use crate::Globals;
+use crate::store::trail::Action;
+use crate::store::{self, Edit};
 use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
 use sshjit_policy::{GrantId, Policy, Revocation, Target};
 

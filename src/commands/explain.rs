@@ -33,7 +33,7 @@ struct Query {
 }
 
 pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
-    let (config, fetched) = match super::fetch(globals, Some(&args.user)) {
+    let (config, fetched) = match crate::load::fetch(globals, Some(&args.user)) {
         Ok(x) => x,
         Err(e) => {
             term::eprint(&format!("error: {e}\n"));
@@ -58,7 +58,7 @@ pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
             return exit::DENIED;
         }
     };
-    let note = match super::accept(&config, &fetched, policy.serial) {
+    let note = match crate::load::accept(&config, &fetched, policy.serial) {
         Ok(n) => n,
         Err(e) => {
             term::eprint(&format!(

@@ -147,7 +147,7 @@ fn link_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::trail::{encode, sha256_hex};
+    use crate::store::trail::{encode, sha256_hex};
     use sshjit_policy::{Actor, Reason};
 
     fn record(seq: u64, prev: &str, action: Action<'static>, serial: u64) -> (Vec<u8>, String) {

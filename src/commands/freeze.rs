@@ -4,11 +4,11 @@
 
 use clap::Args;
 
-use super::store::{self, Edit};
-use super::trail::Action;
 use super::{Failure, Who, run_edit};
 use crate::Globals;
 use crate::log::Severity;
+use crate::store::trail::Action;
+use crate::store::{self, Edit};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Policy, Reason};

@@ -1,5 +1,5 @@
 use super::*;
-use crate::admin::trail::ZERO_HASH;
+use crate::store::trail::ZERO_HASH;
 use sshjit_policy::{Actor, Policy, Reason};
 
 const KEY_A: &str =

@@ -10,10 +10,13 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use super::history::{Change, Entry, History, replay};
 use super::list::{cut, render_table};
 use super::logins::{self, LoginLog, Usage};
-use super::{Context, Failure, audit, chain, lock, store};
+use super::{Context, Failure, audit};
+use crate::store;
+use crate::store::chain;
+use crate::store::history::{Change, Entry, History, replay};
+use crate::store::lock;
 use crate::{Globals, exit, term};
 use sshjit_policy::time::{Timestamp, parse_duration};
 use sshjit_policy::{Grant, Subject, Username};
