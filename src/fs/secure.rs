@@ -116,12 +116,12 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
     // The directories that hold the name we were given (one of them may
     // hold a symlink), then those that hold the file itself.
     if let Some(parent) = absolute.parent() {
-        check_ancestors(parent, me)?;
+        check_ancestors(parent, Some(&absolute), me)?;
     }
     if canonical != absolute
         && let Some(parent) = canonical.parent()
     {
-        check_ancestors(parent, me)?;
+        check_ancestors(parent, Some(&canonical), me)?;
     }
     // O_NOFOLLOW: the canonical name has no symlink left, so one appearing
     // now is a race we refuse. O_NONBLOCK: never hang opening a FIFO.
@@ -161,10 +161,13 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
 }
 
 /// Checks that `dir` and every directory above it are owned by root or us
-/// and not writable by group or others: the rule for a file about to be
-/// created there (the admin commands creating the policy or its trail).
+/// and not writable by group or others (above `dir`, a sticky directory may
+/// be, see [`check_ancestors`]): the rule for a file about to be created
+/// there (the admin commands creating the policy or its trail). `dir`
+/// itself is never allowed to be writable by others: the name about to be
+/// created there is nobody's yet.
 pub fn check_directory(dir: &Path) -> Result<(), FileError> {
-    check_ancestors(dir, system::euid())
+    check_ancestors(dir, None, system::euid())
 }
 
 /// Checks a file the caller opened itself (with `O_NOFOLLOW`): a regular
@@ -200,16 +203,73 @@ fn read_bounded(file: File, limit: usize) -> Result<Vec<u8>, ReadBoundedError> {
 }
 
 /// Every directory from `dir` up to `/` must be owned by root or `me` and
-/// not writable by group or others.
-pub(crate) fn check_ancestors(dir: &Path, me: u32) -> Result<(), FileError> {
+/// not writable by group or others, so that nobody else can replace any
+/// component of the path. `entry` is the name inside `dir` on our path (the
+/// file itself, or `None` for a name about to be created).
+///
+/// One exception keeps a checkout in `/tmp` usable without weakening that:
+/// a directory writable by others that is *sticky* and owned by root or
+/// `me` lets others add names but not rename or remove a name they do not
+/// own (only its owner, the directory's owner or root can). So such a
+/// directory is accepted when the entry on our path inside it, looked at
+/// itself (`lstat`: a symlink is not followed), is owned by root or `me`;
+/// that entry is then checked by the ordinary rules as the next component.
+/// A non-sticky writable directory, a sticky one owned by anybody else, or
+/// a sticky one whose entry on our path belongs to anybody else still
+/// refuses.
+pub(crate) fn check_ancestors(dir: &Path, entry: Option<&Path>, me: u32) -> Result<(), FileError> {
+    let mut below = entry.map(Path::to_path_buf);
     for d in dir.ancestors() {
         let meta = fs::metadata(d).map_err(|error| FileError::Io {
             path: d.to_owned(),
             error,
         })?;
-        check_owner_and_mode(d, &meta, me, true)?;
+        match check_owner_and_mode(d, &meta, me, true) {
+            Ok(()) => {}
+            Err(refusal) => sticky_exception(d, &meta, below.as_deref(), me).ok_or(refusal)??,
+        }
+        below = Some(d.to_owned());
     }
     Ok(())
+}
+
+/// For a directory that failed the ordinary check: `Some(Ok)` when it is
+/// a sticky directory owned by root or `me` whose entry `below` is owned by
+/// root or `me`; `Some(Err)` when that entry belongs to someone else (said
+/// precisely); `None` when the exception does not apply at all.
+fn sticky_exception(
+    dir: &Path,
+    meta: &Metadata,
+    below: Option<&Path>,
+    me: u32,
+) -> Option<Result<(), FileError>> {
+    let owner_ok = meta.uid() == 0 || meta.uid() == me;
+    if meta.mode() & libc::S_ISVTX == 0 || !owner_ok {
+        return None;
+    }
+    let below = below?;
+    let entry = match fs::symlink_metadata(below) {
+        Ok(m) => m,
+        Err(error) => {
+            return Some(Err(FileError::Io {
+                path: below.to_owned(),
+                error,
+            }));
+        }
+    };
+    if entry.uid() == 0 || entry.uid() == me {
+        return Some(Ok(()));
+    }
+    Some(Err(FileError::Insecure {
+        path: below.to_owned(),
+        why: format!(
+            "owned by uid {} inside {}, a directory others can write to (mode {:04o}): its owner could replace it",
+            entry.uid(),
+            dir.display(),
+            meta.mode() & 0o7777
+        ),
+        fix: format!("chown root {}", below.display()),
+    }))
 }
 
 fn check_owner_and_mode(

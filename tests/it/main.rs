@@ -8,5 +8,6 @@ mod cli;
 mod e2e;
 mod https;
 mod props;
+mod quickstart;
 mod storm;
 mod support;
