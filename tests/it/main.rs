@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod e2e;
 mod https;
+mod layering;
 mod props;
 mod quickstart;
 mod storm;
