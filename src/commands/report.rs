@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use super::audit;
+use super::context::{self, Context, waiting};
+use super::failure::Failure;
 use super::list::{cut, render_table};
 use super::logins::{self, LoginLog, Usage};
-use super::{Context, Failure, audit};
-use crate::store;
-use crate::store::chain;
+use super::output::Output;
+use crate::Globals;
 use crate::store::history::{Change, Entry, History, replay};
-use crate::store::lock;
-use crate::{Globals, exit, term};
+use crate::store::{self, chain, lock};
 use sshjit_policy::time::{Timestamp, parse_duration};
 use sshjit_policy::{Grant, Subject, Username};
 
@@ -47,23 +48,10 @@ pub struct ReportArgs {
     pub logins: Option<PathBuf>,
 }
 
-pub fn run(globals: &Globals, args: &ReportArgs) -> u8 {
-    match report(globals, args) {
-        Ok((text, verified)) => {
-            let code = term::print(&text);
-            if code == exit::OK && !verified {
-                exit::DENIED
-            } else {
-                code
-            }
-        }
-        Err(f) => f.report(),
-    }
-}
-
-fn report(globals: &Globals, args: &ReportArgs) -> Result<(String, bool), Failure> {
+/// The report; refused (exit 1) though printed when the trail does not verify.
+pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
     let ctx = Context::load(globals)?;
-    let now = super::now();
+    let now = context::now();
     let since = args
         .since
         .as_deref()
@@ -90,7 +78,7 @@ fn report(globals: &Globals, args: &ReportArgs) -> Result<(String, bool), Failur
         None => None,
     };
     // Under one shared lock: the records read are those verified.
-    let _lock = lock::lock_shared(&ctx.file)?;
+    let _lock = lock::shared(&ctx.file, Some(&mut waiting))?;
     let verdict = audit::verify_locked(&ctx.file, &[])?;
     let trail = ctx.file.trail();
     let reader = store::read_trail(&trail)?
@@ -135,18 +123,16 @@ fn report(globals: &Globals, args: &ReportArgs) -> Result<(String, bool), Failur
         now,
         history: &history,
     };
-    let verified = report.verified;
-    if !verified {
-        for p in &report.problems {
-            term::eprint(&format!("warning: the trail does not verify: {p}\n"));
-        }
-    }
-    let text = match args.format {
+    let mut out = Output::text(match args.format {
         Format::Table => report.table(),
         Format::Json => report.json(),
         Format::Csv => report.csv(),
-    };
-    Ok((text, verified))
+    });
+    for p in &report.problems {
+        out.warn(format!("the trail does not verify: {p}"));
+    }
+    out.refused = !report.verified;
+    Ok(out)
 }
 
 fn read_logins(

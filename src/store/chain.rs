@@ -17,7 +17,7 @@ pub struct Break {
 
 /// What a walk found.
 #[derive(Debug, Default)]
-pub struct Walk {
+pub struct Summary {
     /// Complete, well-chained records before any break.
     pub records: u64,
     pub first_time: Option<Timestamp>,
@@ -31,16 +31,16 @@ pub struct Walk {
     pub broken: Option<Break>,
 }
 
-impl Walk {
+impl Summary {
     pub fn head(&self) -> Option<&Record<'static>> {
         self.last.last()
     }
 }
 
 /// Walks every record, calling `each` on the good ones in order.
-pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result<Walk> {
+pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result<Summary> {
     let mut lines = Lines::new(reader);
-    let mut walk = Walk::default();
+    let mut walk = Summary::default();
     let mut prev_hash = ZERO_HASH.to_owned();
     let mut offset: u64 = 0;
     while let Some((line_no, line)) = lines.next_line()? {
@@ -191,7 +191,7 @@ mod tests {
         out
     }
 
-    fn walk_lines(lines: &[Vec<u8>]) -> Walk {
+    fn walk_lines(lines: &[Vec<u8>]) -> Summary {
         walk(lines.concat().as_slice(), |_| {}).unwrap()
     }
 

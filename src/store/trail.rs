@@ -27,13 +27,12 @@ pub fn trail_path(policy: &Path) -> PathBuf {
     policy.with_file_name(name)
 }
 
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
+/// A SHA-256 in lower-case hex, as the trail records it.
+pub type Sha256Hex = String;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> Sha256Hex {
+    base16ct::lower::encode_string(&Sha256::digest(bytes))
 }
 
 /// One change, as recorded.
@@ -280,7 +279,7 @@ pub fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
     let mut hasher = Sha256::new();
     hasher.update(body);
     hasher.update(b"}");
-    if hex(&hasher.finalize()) != hash {
+    if base16ct::lower::encode_string(&hasher.finalize()) != hash {
         return Err(LineError::Altered);
     }
     Ok(record)
