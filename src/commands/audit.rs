@@ -105,7 +105,7 @@ pub fn verify_locked(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, F
     let current = current_state(file)?;
     let mut problems = Vec::new();
     if let Some(b) = &walk.broken {
-        problems.push(format!("{}:{}: {}", trail.display(), b.line, b.message));
+        problems.push(format!("{}:{}: {b}", trail.display(), b.line));
     } else {
         let tmp = store::temp_sha(file)?;
         match diagnose(&walk.last, true, current.as_ref(), tmp.as_deref()) {
@@ -240,11 +240,10 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> Result<Output, Failur
             if let Some(b) = walk.broken {
                 let t = ctx.file.trail();
                 return Err(Failure::refused(format!(
-                    "{}:{}: {}. Repair does not rewrite history: keep that file as evidence \
+                    "{}:{}: {b}. Repair does not rewrite history: keep that file as evidence \
                      (e.g. `mv {} {}.broken-{}`), then run `sshjit audit repair` again to start a new trail from the policy as it is",
                     t.display(),
                     b.line,
-                    b.message,
                     t.display(),
                     t.display(),
                     context::now().to_civil().compact()

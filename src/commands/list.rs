@@ -12,6 +12,7 @@ use super::context::{self, Context};
 use super::failure::Failure;
 use super::output::Output;
 use crate::Globals;
+use crate::store::tail::read_tail;
 use crate::store::trail::{self, Action, Record};
 use crate::store::{self, RevocationRule};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
@@ -134,7 +135,7 @@ fn last_freeze(ctx: &Context) -> Option<Record<'static>> {
     let mut file = store::read_trail(&ctx.file.trail()).ok()??;
     let mut want = 16;
     loop {
-        let tail = trail::read_tail(&mut file, want).ok()?;
+        let tail = read_tail(&mut file, want).ok()?;
         let found = tail.lines.iter().rev().find_map(|l| {
             let r = trail::decode(l).ok()?;
             matches!(r.action, Action::Freeze { .. }).then(|| r.into_owned())

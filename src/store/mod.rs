@@ -14,7 +14,7 @@
 //!
 //! Layout: `edit` (the write path), `session` (what an edit reads under
 //! the lock, and the append), `file` (the policy and the files beside it),
-//! `lock`, `trail` (the record format), `chain` (walking a whole trail),
+//! `lock`, `trail` (the record format), `tail` (reading a trail's lines), `chain` (walking a whole trail),
 //! `history` (the trail replayed for `report`), `who` and `revocation`
 //! (what the commands and the history share), `error`. The store never
 //! prints and knows nothing of the commands above it.
@@ -27,6 +27,7 @@ pub mod history;
 pub mod lock;
 pub mod revocation;
 pub mod session;
+pub mod tail;
 pub mod trail;
 pub mod who;
 

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use super::error::{StoreError, io_error};
 use super::file::{PolicyFile, TRAIL_MODE, open_trail, read_policy, temp_sha};
+use super::tail::{TailBytes, read_tail};
 use super::trail::{
-    Action, Diagnosis, DocState, Record, TailBytes, ZERO_HASH, decode, diagnose, encode, read_tail,
-    sha256_hex,
+    Action, Diagnosis, DocState, Record, ZERO_HASH, decode, diagnose, encode, sha256_hex,
 };
 use super::who::Who;
 use crate::fs::atomic::{self, AtomicError};
