@@ -1,4 +1,4 @@
-//! The one way the policy file is written. [`edit`] takes the lock (`lock`),
+//! The one way the policy file is written. `edit` takes the lock (`lock`),
 //! re-reads the policy, checks the trail's end against it, applies the
 //! change, validates the result, writes a temp file and fsyncs it, appends
 //! the trail record(s) and fsyncs them, renames the temp file over the
