@@ -95,3 +95,38 @@ impl From<StoreError> for Failure {
         Failure::new(kind, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    #[test]
+    fn a_failure_prints_its_message_then_its_detail_lines() {
+        let mut f = Failure::refused("first");
+        assert_eq!(f.to_string(), "error: first\n");
+        f.detail = vec!["error: second".into(), "3 good records before that".into()];
+        assert_eq!(
+            f.to_string(),
+            "error: first\nerror: second\n3 good records before that\n"
+        );
+        assert_eq!(f.status(), exit::DENIED);
+    }
+
+    #[test]
+    fn store_errors_are_refusals_unless_the_machine_failed() {
+        let refused = Failure::from(StoreError::DanglingSymlink(PathBuf::from("p")));
+        assert_eq!(refused.kind, FailureKind::Refused);
+        let timeout = Failure::from(StoreError::LockTimeout {
+            path: PathBuf::from("/e/policy.json.lock"),
+            limit: Duration::from_secs(60),
+        });
+        assert_eq!(timeout.status(), exit::INTERNAL);
+        assert_eq!(
+            timeout.message,
+            "locking /e/policy.json.lock: another edit has held the lock for over 60s"
+        );
+        assert_eq!(Failure::usage("x").status(), exit::USAGE);
+    }
+}

@@ -254,6 +254,28 @@ mod tests {
     }
 
     #[test]
+    fn problems_read_as_audit_verify_prints_them() {
+        let missing = |expected, seq| Problem::Missing { expected, seq }.to_string();
+        assert_eq!(
+            missing(3, 4),
+            "record 3 is missing before record 4: records were removed"
+        );
+        assert_eq!(
+            missing(3, 6),
+            "records 3 to 5 are missing before record 6: records were removed"
+        );
+        let at = |line, problem| Break { line, problem }.to_string();
+        assert_eq!(
+            at(2, Problem::Line(LineError::Altered)),
+            "record on line 2: its contents do not match its hash: it was altered"
+        );
+        assert_eq!(
+            at(2, Problem::Line(LineError::Syntax("x".into()))),
+            "line 2: not a trail record: x"
+        );
+    }
+
+    #[test]
     fn a_good_chain_walks_to_the_end() {
         let w = walk_lines(&chain(5));
         assert_eq!(w.broken, None);
