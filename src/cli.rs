@@ -1,5 +1,5 @@
 //! The command line: clap definitions, dispatch, and the one place where
-//! errors become exit statuses.
+//! a command's output is printed and its failure becomes an exit status.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
+use sshjit::commands::{Failure, Output};
 use sshjit::log::{Line, Severity, Syslog};
 use sshjit::login::{self, LoginArgs, ModeKind};
-use sshjit::{Globals, commands, config, exit};
+use sshjit::{Globals, commands, config, exit, term};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -247,15 +248,35 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
-        Command::Grant(args) => commands::grant::run(&globals, &args),
-        Command::Revoke(args) => commands::revoke::run_revoke(&globals, &args),
-        Command::Unrevoke(args) => commands::revoke::run_unrevoke(&globals, &args),
-        Command::Freeze(args) => commands::freeze::run(&globals, &args, true),
-        Command::Thaw(args) => commands::freeze::run(&globals, &args, false),
-        Command::List(args) => commands::list::run(&globals, &args),
-        Command::Prune(args) => commands::prune::run(&globals, &args),
-        Command::Report(args) => commands::report::run(&globals, &args),
-        Command::Audit { command } => commands::audit::run(&globals, &command),
+        Command::Grant(args) => finish(commands::grant::run(&globals, &args)),
+        Command::Revoke(args) => finish(commands::revoke::run_revoke(&globals, &args)),
+        Command::Unrevoke(args) => finish(commands::revoke::run_unrevoke(&globals, &args)),
+        Command::Freeze(args) => finish(commands::freeze::run(&globals, &args, true)),
+        Command::Thaw(args) => finish(commands::freeze::run(&globals, &args, false)),
+        Command::List(args) => finish(commands::list::run(&globals, &args)),
+        Command::Prune(args) => finish(commands::prune::run(&globals, &args)),
+        Command::Report(args) => finish(commands::report::run(&globals, &args)),
+        Command::Audit { command } => finish(commands::audit::run(&globals, &command)),
+    }
+}
+
+/// Prints what a command for people produced and returns the exit status:
+/// its remarks on stderr, then its result on stdout (0, or 1 when the
+/// output says it was refused); a failure on stderr with its kind's status.
+fn finish(result: Result<Output, Failure>) -> u8 {
+    match result {
+        Ok(out) => {
+            for remark in &out.remarks {
+                term::eprint(&remark.text());
+            }
+            let status = term::print(&out.text);
+            if status == exit::OK && out.refused {
+                exit::DENIED
+            } else {
+                status
+            }
+        }
+        Err(failure) => failure.report(),
     }
 }
 

@@ -8,13 +8,15 @@ use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
 
-use super::{Context, Failure, Who, run_edit};
+use super::context::{self, Context, waiting};
+use super::editing::run_edit;
+use super::failure::Failure;
+use super::output::Output;
+use crate::Globals;
 use crate::log::{Line, Severity};
-use crate::store::chain::{self, Walk};
-use crate::store::lock;
+use crate::store::chain::{self, Summary};
 use crate::store::trail::{Action, Diagnosis, DocState, diagnose, sha256_hex};
-use crate::store::{self, PolicyFile, StoreError, reason_text};
-use crate::{Globals, exit, term};
+use crate::store::{self, PolicyFile, StoreError, lock, reason_text};
 use sshjit_policy::Policy;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -43,7 +45,7 @@ pub struct RepairArgs {
     pub by: Option<String>,
 }
 
-pub fn run(globals: &Globals, command: &AuditCommand) -> u8 {
+pub fn run(globals: &Globals, command: &AuditCommand) -> Result<Output, Failure> {
     match command {
         AuditCommand::Verify(args) => verify_command(globals, args),
         AuditCommand::Repair(args) => repair_command(globals, args),
@@ -61,8 +63,7 @@ fn current_state(file: &PolicyFile) -> Result<Option<DocState>, StoreError> {
 
 /// The outcome of a verification.
 pub struct Verdict {
-    pub walk: Walk,
-    pub diagnosis: Option<Diagnosis>,
+    pub chain: Summary,
     /// Everything that keeps the trail from verifying.
     pub problems: Vec<String>,
     /// When the trail starts by adopting a policy: when, and its serial.
@@ -71,7 +72,7 @@ pub struct Verdict {
 
 /// Walks the whole trail and compares its head with the policy file.
 pub fn verify(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, Failure> {
-    let _lock = lock::lock_shared(file)?;
+    let _lock = lock::shared(file, Some(&mut waiting))?;
     verify_locked(file, anchors)
 }
 
@@ -103,13 +104,11 @@ pub fn verify_locked(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, F
     .map_err(|e| Failure::internal(format!("reading {}: {e}", trail.display())))?;
     let current = current_state(file)?;
     let mut problems = Vec::new();
-    let mut diagnosis = None;
     if let Some(b) = &walk.broken {
-        problems.push(format!("{}:{}: {}", trail.display(), b.line, b.message));
+        problems.push(format!("{}:{}: {b}", trail.display(), b.line));
     } else {
         let tmp = store::temp_sha(file)?;
-        let d = diagnose(&walk.last, true, current.as_ref(), tmp.as_deref());
-        match &d {
+        match diagnose(&walk.last, true, current.as_ref(), tmp.as_deref()) {
             Diagnosis::Consistent => {}
             Diagnosis::Fresh | Diagnosis::Untracked => {
                 problems.push(format!("{} holds no record", trail.display()));
@@ -122,7 +121,6 @@ pub fn verify_locked(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, F
                 "the trail's head does not match the policy: {explanation}"
             )),
         }
-        diagnosis = Some(d);
     }
     if let Some((offset, bytes)) = &walk.partial {
         problems.push(format!(
@@ -139,18 +137,14 @@ pub fn verify_locked(file: &PolicyFile, anchors: &[String]) -> Result<Verdict, F
         }
     }
     Ok(Verdict {
-        walk,
-        diagnosis,
+        chain: walk,
         problems,
         start,
     })
 }
 
-fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
-    let ctx = match Context::load(globals) {
-        Ok(c) => c,
-        Err(f) => return f.report(),
-    };
+fn verify_command(globals: &Globals, args: &VerifyArgs) -> Result<Output, Failure> {
+    let ctx = Context::load(globals)?;
     let mut line = Line::new();
     line.field("action", "audit-verify")
         .field("policy", &ctx.policy_display());
@@ -159,11 +153,11 @@ fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
         Err(f) => {
             line.field("outcome", "failed").field("error", &f.message);
             ctx.syslog.log(Severity::Err, line.as_str());
-            return f.report();
+            return Err(f);
         }
     };
     let trail = ctx.file.trail();
-    let w = &verdict.walk;
+    let w = &verdict.chain;
     line.field("records", &w.records.to_string());
     if let Some(h) = w.head() {
         line.field("trail_hash", h.hash());
@@ -206,17 +200,16 @@ fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
         );
         line.field("outcome", "ok");
         ctx.syslog.log(Severity::Info, line.as_str());
-        return term::print(&out);
+        return Ok(Output::text(out));
     }
     line.field("outcome", "failed")
         .field("error", &verdict.problems.join("; "));
     ctx.syslog.log(Severity::Err, line.as_str());
-    let mut msg = String::new();
-    for p in &verdict.problems {
-        let _ = writeln!(msg, "error: {p}");
-    }
-    let _ = writeln!(
-        msg,
+    let mut problems = verdict.problems.iter();
+    let first = problems.next().cloned().unwrap_or_default();
+    let mut failure = Failure::refused(first);
+    failure.detail = problems.map(|p| format!("error: {p}")).collect();
+    failure.detail.push(format!(
         "{} good records before that{}",
         w.records,
         w.head()
@@ -227,20 +220,19 @@ fn verify_command(globals: &Globals, args: &VerifyArgs) -> u8 {
                 h.time
             ))
             .unwrap_or_default()
-    );
-    term::eprint(&msg);
-    exit::DENIED
+    ));
+    Err(failure)
 }
 
-fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
+fn repair_command(globals: &Globals, args: &RepairArgs) -> Result<Output, Failure> {
     run_edit(globals, "audit-repair", |ctx, log| {
         log.severity(Severity::Warning);
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
         let reason = sshjit_policy::Reason::new(args.reason.clone())
             .map_err(|e| Failure::usage(format!("--reason: {e}")))?;
         log.field("reason", reason.as_str());
-        let _lock = lock::lock(&ctx.file)?;
+        let _lock = lock::exclusive(&ctx.file, Some(&mut waiting))?;
         // History first: a broken chain is evidence, not something to mend.
         if let Some(reader) = store::read_trail(&ctx.file.trail())? {
             let walk = chain::walk(reader, |_| {})
@@ -248,14 +240,13 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
             if let Some(b) = walk.broken {
                 let t = ctx.file.trail();
                 return Err(Failure::refused(format!(
-                    "{}:{}: {}. Repair does not rewrite history: keep that file as evidence \
+                    "{}:{}: {b}. Repair does not rewrite history: keep that file as evidence \
                      (e.g. `mv {} {}.broken-{}`), then run `sshjit audit repair` again to start a new trail from the policy as it is",
                     t.display(),
                     b.line,
-                    b.message,
                     t.display(),
                     t.display(),
-                    super::now().to_civil().compact()
+                    context::now().to_civil().compact()
                 )));
             }
         }
@@ -264,7 +255,7 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
             Diagnosis::Consistent | Diagnosis::Fresh if !session.has_partial() => {
                 return Ok((
                     None,
-                    "nothing to repair: the trail's head matches the policy\n".into(),
+                    Output::text("nothing to repair: the trail's head matches the policy\n"),
                 ));
             }
             Diagnosis::Consistent | Diagnosis::Fresh | Diagnosis::Interrupted { .. } => None,
@@ -275,7 +266,7 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
             .as_ref()
             .map(|f| reason_text(&format!("{}; found: {f}", reason.as_str())));
         let records = session.mending_records(Some(reason.as_str()), adopt);
-        let now = super::now();
+        let now = context::now();
         let committed = session.append(&who, now, records)?;
         let _ = std::fs::remove_file(ctx.file.tmp_path());
         let mut out = String::new();
@@ -292,6 +283,6 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> u8 {
         let _ = writeln!(out, "head hash {}", committed.hash);
         let mut committed = committed;
         committed.repaired.clear();
-        Ok((Some(committed), out))
+        Ok((Some(committed), Output::text(out)))
     })
 }

@@ -4,7 +4,10 @@
 
 use clap::Args;
 
-use super::{Failure, Who, run_edit};
+use super::context::{self, waiting};
+use super::editing::run_edit;
+use super::failure::Failure;
+use super::output::Output;
 use crate::Globals;
 use crate::log::Severity;
 use crate::store::trail::Action;
@@ -24,20 +27,20 @@ pub struct FreezeArgs {
 }
 
 /// Freezes (`frozen = true`) or thaws the policy.
-pub fn run(globals: &Globals, args: &FreezeArgs, frozen: bool) -> u8 {
+pub fn run(globals: &Globals, args: &FreezeArgs, frozen: bool) -> Result<Output, Failure> {
     let name = if frozen { "freeze" } else { "thaw" };
     run_edit(globals, name, |ctx, log| {
         log.severity(Severity::Alert);
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
         let reason = Reason::new(args.reason.clone())
             .map_err(|e| Failure::usage(format!("--reason: {e}")))?
             .into_owned();
         log.field("reason", reason.as_str());
-        let now = super::now();
-        let edited = store::edit(&ctx.file, &who, now, |policy| {
+        let now = context::now();
+        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
             if policy.frozen == frozen {
-                return Ok(Edit::Unchanged(format!(
+                return Ok::<_, Failure>(Edit::Unchanged(format!(
                     "already {}; nothing changed\n",
                     if frozen { "frozen" } else { "thawed" }
                 )));
@@ -62,7 +65,7 @@ pub fn run(globals: &Globals, args: &FreezeArgs, frozen: bool) -> u8 {
             };
             Ok(Edit::change(action, out))
         })?;
-        Ok((edited.committed, edited.value))
+        Ok((edited.committed, Output::text(edited.value)))
     })
 }
 

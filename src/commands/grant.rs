@@ -3,15 +3,19 @@
 //! grant's id on stdout.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 
-use super::{Failure, Who, run_edit};
+use super::context::{self, waiting};
+use super::editing::{AdminLog, run_edit};
+use super::failure::Failure;
+use super::keyfile::read_key;
+use super::output::Output;
+use super::revoke::selector_flags;
 use crate::log::Severity;
 use crate::store::trail::Action;
-use crate::store::{self, Edit};
+use crate::store::{self, Edit, Who};
 use crate::{Globals, system};
 use sshjit_policy::evaluate::revocation_of;
 use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
@@ -19,9 +23,6 @@ use sshjit_policy::{
     AuthorizedKey, Command, FromPattern, Grant, GrantId, HostPattern, Policy, Principal, Reason,
     Subject, Target, Username,
 };
-
-/// Largest key file read.
-const MAX_KEY_FILE: u64 = 64 * 1024;
 
 #[derive(Args, Debug, Clone)]
 #[command(group(ArgGroup::new("subject").required(true).args(["key", "principal"])))]
@@ -90,28 +91,28 @@ pub struct Plan {
     pub length: Duration,
 }
 
-pub fn run(globals: &Globals, args: &GrantArgs) -> u8 {
+pub fn run(globals: &Globals, args: &GrantArgs) -> Result<Output, Failure> {
     run_edit(globals, "grant", |ctx, log| {
         if globals.host.is_some() {
             return Err(Failure::usage(
                 "--host before `grant` names this host for keys/principals; to limit the grant to hosts, put --host GLOB after `grant`",
             ));
         }
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
-        let now = super::now();
+        let now = context::now();
         let key = match &args.key {
             Some(spec) => Some(read_key(spec)?),
             None => None,
         };
         let plan = Plan::check(args, key, now, ctx.config.max_grant)?;
         plan.log_fields(log);
-        let edited = store::edit(&ctx.file, &who, now, |policy| {
+        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
             let grant = plan.grant(policy, &who, now)?;
             let id = grant.id.clone();
             let frozen = policy.frozen;
             policy.grants.push(grant.clone());
-            Ok(Edit::change(
+            Ok::<_, Failure>(Edit::change(
                 Action::Grant {
                     grant,
                     forced: plan.forced,
@@ -121,19 +122,20 @@ pub fn run(globals: &Globals, args: &GrantArgs) -> u8 {
         })?;
         let (id, frozen) = edited.value;
         log.field("id", id.as_str());
+        let mut out = Output::text(format!("{id}\n"));
         if frozen && !plan.break_glass {
-            super::warn(
+            out.warn(
                 "the policy is frozen: this grant works only after `sshjit thaw` (use --break-glass for access during the freeze)",
             );
         }
         if !system::user_exists(plan.user.as_str()) {
-            super::note(&format!(
+            out.note(format!(
                 "there is no account {} on this host; the grant works on hosts that have one",
                 plan.user
             ));
         }
-        crate::term::eprint(&format!(
-            "granted {id}: {} may log in as {} {} until {} ({}){}\n",
+        out.line(format!(
+            "granted {id}: {} may log in as {} {} until {} ({}){}",
             plan.subject_text(),
             plan.user,
             plan.hosts_text(),
@@ -145,62 +147,8 @@ pub fn run(globals: &Globals, args: &GrantArgs) -> u8 {
                 ""
             }
         ));
-        Ok((edited.committed, format!("{id}\n")))
+        Ok((edited.committed, out))
     })
-}
-
-/// Reads one public key from a file or stdin, refusing private keys.
-pub fn read_key(spec: &str) -> Result<AuthorizedKey<'static>, Failure> {
-    let name = if spec == "-" { "stdin" } else { spec };
-    let mut bytes = Vec::new();
-    let read = if spec == "-" {
-        std::io::stdin()
-            .lock()
-            .take(MAX_KEY_FILE + 1)
-            .read_to_end(&mut bytes)
-    } else {
-        std::fs::File::open(spec).and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
-    };
-    read.map_err(|e| Failure::usage(format!("--key {name}: {e}")))?;
-    parse_key_file(name, &bytes)
-}
-
-/// The one public key in a key file's bytes.
-pub fn parse_key_file(name: &str, bytes: &[u8]) -> Result<AuthorizedKey<'static>, Failure> {
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(Failure::usage(format!(
-            "--key {name}: larger than {MAX_KEY_FILE} bytes, not a public key file"
-        )));
-    }
-    let text = String::from_utf8_lossy(bytes);
-    if text.contains("---- BEGIN SSH2 PUBLIC KEY") {
-        return Err(Failure::usage(format!(
-            "--key {name}: an RFC 4716 (SSH2) public key; convert it with `ssh-keygen -i -f {name}`"
-        )));
-    }
-    if text.contains("-----BEGIN")
-        || text.contains("PRIVATE KEY")
-        || text.starts_with("PuTTY-User-Key-File")
-    {
-        return Err(Failure::usage(format!(
-            "--key {name}: this is a PRIVATE key. Give the public key instead (the .pub file, or `ssh-keygen -y -f {name}`), and keep the private key where it was"
-        )));
-    }
-    let keys: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    match keys.as_slice() {
-        [] => Err(Failure::usage(format!("--key {name}: no public key in it"))),
-        [one] => AuthorizedKey::parse((*one).to_owned())
-            .map(AuthorizedKey::into_owned)
-            .map_err(|e| Failure::usage(format!("--key {name}: {e}"))),
-        many => Err(Failure::usage(format!(
-            "--key {name}: holds {} keys; a grant names exactly one",
-            many.len()
-        ))),
-    }
 }
 
 fn usage(flag: &str, e: impl std::fmt::Display) -> Failure {
@@ -312,7 +260,7 @@ impl Plan {
         policy: &Policy<'_>,
         who: &Who,
         now: Timestamp,
-    ) -> Result<Grant<'static>, String> {
+    ) -> Result<Grant<'static>, Failure> {
         let grant = Grant {
             id: new_id(policy, now)?,
             user: self.user.clone(),
@@ -329,15 +277,15 @@ impl Plan {
         };
         if let Some(i) = revocation_of(policy, &grant) {
             let r = &policy.revocations[i];
-            return Err(format!(
+            return Err(Failure::refused(format!(
                 "this grant would be revoked from the start by revocations[{i}] ({}{}); lift that first with `sshjit unrevoke {}` if access is really intended",
                 r.target,
                 r.reason
                     .as_ref()
                     .map(|x| format!(": {:?}", x.as_str()))
                     .unwrap_or_default(),
-                super::revoke::selector_flags(&r.target)
-            ));
+                selector_flags(&r.target)
+            )));
         }
         Ok(grant)
     }
@@ -358,7 +306,7 @@ impl Plan {
         }
     }
 
-    fn log_fields(&self, log: &mut super::AdminLog) {
+    fn log_fields(&self, log: &mut AdminLog) {
         log.field("user", self.user.as_str());
         match &self.subject {
             Subject::Key(k) => log.field("fp", &k.fingerprint().to_string()),
@@ -384,7 +332,7 @@ impl Plan {
 
 /// `g-YYYYMMDD-xxxx`: the UTC date and random hex, unique in the document
 /// and never an id that a revocation names (that grant would be born revoked).
-pub fn new_id(policy: &Policy<'_>, now: Timestamp) -> Result<GrantId<'static>, String> {
+pub fn new_id(policy: &Policy<'_>, now: Timestamp) -> Result<GrantId<'static>, Failure> {
     let c = now.to_civil();
     let date = format!("{:04}{:02}{:02}", c.year, c.month, c.day);
     let mut taken: HashSet<&str> = policy.grants.iter().map(|g| g.id.as_str()).collect();
@@ -397,15 +345,17 @@ pub fn new_id(policy: &Policy<'_>, now: Timestamp) -> Result<GrantId<'static>, S
         // Two random bytes are plenty for one day's grants; widen on collisions.
         let mut random = [0u8; 4];
         let len = if attempt < 16 { 2 } else { 4 };
-        system::random_bytes(&mut random[..len])
-            .map_err(|e| format!("no random bytes for a grant id: {e}"))?;
-        let suffix: String = random[..len].iter().map(|b| format!("{b:02x}")).collect();
-        let id = format!("g-{date}-{suffix}");
+        getrandom::getrandom(&mut random[..len])
+            .map_err(|e| Failure::refused(format!("no random bytes for a grant id: {e}")))?;
+        let id = format!(
+            "g-{date}-{}",
+            base16ct::lower::encode_string(&random[..len])
+        );
         if !taken.contains(id.as_str()) {
-            return GrantId::new(id).map_err(|e| e.to_string());
+            return GrantId::new(id).map_err(|e| Failure::refused(e.to_string()));
         }
     }
-    Err("could not find a free grant id".into())
+    Err(Failure::refused("could not find a free grant id"))
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@ use std::fmt::Write as _;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::revoke::Names;
-use super::{Context, Failure};
-use crate::store;
-use crate::store::trail::{Action, Record};
-use crate::{Globals, term};
+use super::context::{self, Context};
+use super::failure::Failure;
+use super::output::Output;
+use crate::Globals;
+use crate::store::tail::read_tail;
+use crate::store::trail::{self, Action, Record};
+use crate::store::{self, RevocationRule};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::text::quote_for_display;
 use sshjit_policy::time::{Timestamp, format_duration};
@@ -70,14 +72,7 @@ impl Status {
     }
 }
 
-pub fn run(globals: &Globals, args: &ListArgs) -> u8 {
-    match list(globals, args) {
-        Ok(text) => term::print(&text),
-        Err(f) => f.report(),
-    }
-}
-
-fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
+pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
     let ctx = Context::load(globals)?;
     let user = args
         .user
@@ -101,7 +96,7 @@ fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
     } else {
         None
     };
-    let now = super::now();
+    let now = context::now();
     let rows: Vec<(&Grant<'_>, Status)> = policy
         .grants
         .iter()
@@ -114,11 +109,8 @@ fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
             None => true,
             Some(u) => {
                 let t = &policy.revocations[i].target;
-                let names = Names::new(t);
-                policy
-                    .grants
-                    .iter()
-                    .any(|g| g.user == *u && names.matches(g))
+                let rule = RevocationRule::new(t);
+                policy.grants.iter().any(|g| g.user == *u && rule.names(g))
                     || matches!(t, sshjit_policy::Target::User(x) if x == u)
             }
         })
@@ -131,7 +123,11 @@ fn list(globals: &Globals, args: &ListArgs) -> Result<String, Failure> {
         freeze: freeze.as_ref(),
         now,
     };
-    Ok(if args.json { view.json() } else { view.table() })
+    Ok(Output::text(if args.json {
+        view.json()
+    } else {
+        view.table()
+    }))
 }
 
 /// The record of the freeze in force, from the end of the trail.
@@ -139,9 +135,9 @@ fn last_freeze(ctx: &Context) -> Option<Record<'static>> {
     let mut file = store::read_trail(&ctx.file.trail()).ok()??;
     let mut want = 16;
     loop {
-        let tail = crate::store::trail::read_tail(&mut file, want).ok()?;
+        let tail = read_tail(&mut file, want).ok()?;
         let found = tail.lines.iter().rev().find_map(|l| {
-            let r = crate::store::trail::decode(l).ok()?;
+            let r = trail::decode(l).ok()?;
             matches!(r.action, Action::Freeze { .. }).then(|| r.into_owned())
         });
         if found.is_some() || tail.lines.len() < want || want >= 1 << 16 {
@@ -218,8 +214,8 @@ impl View<'_, '_> {
             out.push_str("\nrevocations (a revocation always wins over a grant):\n");
             for &i in &self.revocations {
                 let r = &p.revocations[i];
-                let names = Names::new(&r.target);
-                let named = p.grants.iter().filter(|g| names.matches(g)).count();
+                let rule = RevocationRule::new(&r.target);
+                let named = p.grants.iter().filter(|g| rule.names(g)).count();
                 let _ = write!(out, "  [{i}] {}", r.target);
                 if let Some(at) = r.revoked_at {
                     let _ = write!(out, " at {at}");
@@ -316,11 +312,11 @@ impl View<'_, '_> {
                 let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
                 if let Value::Object(m) = &mut v {
                     m.insert("index".into(), json!(i));
-                    let names = Names::new(&r.target);
+                    let rule = RevocationRule::new(&r.target);
                     let named: Vec<&str> = p
                         .grants
                         .iter()
-                        .filter(|g| names.matches(g))
+                        .filter(|g| rule.names(g))
                         .map(|g| g.id.as_str())
                         .collect();
                     m.insert("names".into(), json!(named));

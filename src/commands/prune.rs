@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::revoke::Names;
-use super::{Failure, Who, run_edit};
+use super::context::{self, waiting};
+use super::editing::run_edit;
+use super::failure::Failure;
+use super::output::Output;
 use crate::Globals;
 use crate::store::trail::Action;
-use crate::store::{self, Edit};
+use crate::store::{self, Edit, RevocationRule};
 use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
 use sshjit_policy::{GrantId, Policy, Revocation, Target};
 
@@ -42,8 +44,8 @@ pub fn prune(
         .partition(|g| g.expires_at <= cutoff);
     policy.grants = kept;
     let names_nothing = |r: &Revocation<'_>| {
-        let names = Names::new(&r.target);
-        !policy.grants.iter().any(|g| names.matches(g))
+        let rule = RevocationRule::new(&r.target);
+        !policy.grants.iter().any(|g| rule.names(g))
     };
     let old = |r: &Revocation<'_>| r.revoked_at.is_some_and(|t| t <= cutoff);
     let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut policy.revocations)
@@ -57,19 +59,19 @@ pub fn prune(
     (gone.into_iter().map(|g| g.id).collect(), dead)
 }
 
-pub fn run(globals: &Globals, args: &PruneArgs) -> u8 {
+pub fn run(globals: &Globals, args: &PruneArgs) -> Result<Output, Failure> {
     run_edit(globals, "prune", |ctx, log| {
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
         let older: Duration = parse_duration(&args.older_than)
             .map_err(|e| Failure::usage(format!("--older-than {:?}: {e}", args.older_than)))?;
         log.field("older_than", &args.older_than);
-        let now = super::now();
+        let now = context::now();
         let cutoff = now.saturating_sub(older);
-        let edited = store::edit(&ctx.file, &who, now, |policy| {
+        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
             let (grants, revocations) = prune(policy, cutoff);
             if grants.is_empty() && revocations.is_empty() {
-                return Ok(Edit::Unchanged((0, 0)));
+                return Ok::<_, Failure>(Edit::Unchanged((0, 0)));
             }
             let counts = (grants.len(), revocations.len());
             Ok(Edit::change(
@@ -95,7 +97,7 @@ pub fn run(globals: &Globals, args: &PruneArgs) -> u8 {
                 format_duration(older)
             )
         };
-        Ok((edited.committed, out))
+        Ok((edited.committed, Output::text(out)))
     })
 }
 

@@ -4,15 +4,19 @@
 
 use clap::{ArgGroup, Args};
 
-use super::{Failure, Who, grant, run_edit};
+use super::context::{self, waiting};
+use super::editing::{AdminLog, run_edit};
+use super::failure::Failure;
+use super::keyfile;
+use super::output::Output;
 use crate::Globals;
 use crate::store::trail::Action;
-use crate::store::{self, Edit};
+use crate::store::{self, Edit, RevocationRule};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::types::{parse_serial, quote_for_display};
 use sshjit_policy::{
-    Fingerprint, Grant, GrantId, KeyId, Policy, Principal, Reason, Revocation, Target, Username,
+    Fingerprint, GrantId, KeyId, Policy, Principal, Reason, Revocation, Target, Username,
 };
 
 /// Exactly one selector, the same for `revoke` and `unrevoke`.
@@ -64,7 +68,7 @@ impl RevokeArgs {
                 .map_err(|e| bad("--fingerprint", &e));
         }
         if let Some(spec) = &self.key {
-            return Ok(Target::Fingerprint(grant::read_key(spec)?.fingerprint()));
+            return Ok(Target::Fingerprint(keyfile::read_key(spec)?.fingerprint()));
         }
         if let Some(u) = &self.user {
             return Username::new(u.clone())
@@ -104,50 +108,20 @@ pub fn selector_flags(target: &Target<'_>) -> String {
     }
 }
 
-/// Which grants a revocation of one target names, by the evaluator's own
-/// rule (`revocation_of` on a document holding just that revocation).
-pub struct Names<'t>(Policy<'t>);
-
-impl<'t> Names<'t> {
-    pub fn new(target: &Target<'t>) -> Self {
-        Names(Policy {
-            version: 1,
-            serial: None,
-            frozen: false,
-            grants: Vec::new(),
-            revocations: vec![Revocation {
-                target: target.clone(),
-                reason: None,
-                revoked_at: None,
-                revoked_by: None,
-            }],
-        })
-    }
-
-    pub fn matches(&self, grant: &Grant<'_>) -> bool {
-        revocation_of(&self.0, grant).is_some()
-    }
-}
-
-/// Whether a revocation of `target` names `grant`.
-pub fn names(target: &Target<'_>, grant: &Grant<'_>) -> bool {
-    Names::new(target).matches(grant)
-}
-
 /// Grants in their window that `target` names.
 fn in_window_named(policy: &Policy<'_>, target: &Target<'_>, now: Timestamp) -> Vec<String> {
-    let names = Names::new(target);
+    let rule = RevocationRule::new(target);
     policy
         .grants
         .iter()
-        .filter(|g| time_refusal(g, now).is_none() && names.matches(g))
+        .filter(|g| time_refusal(g, now).is_none() && rule.names(g))
         .map(|g| g.id.to_string())
         .collect()
 }
 
-pub fn run_revoke(globals: &Globals, args: &RevokeArgs) -> u8 {
+pub fn run_revoke(globals: &Globals, args: &RevokeArgs) -> Result<Output, Failure> {
     run_edit(globals, "revoke", |ctx, log| {
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
         let target = args.target()?;
         let reason = Reason::new(args.reason.clone())
@@ -155,15 +129,15 @@ pub fn run_revoke(globals: &Globals, args: &RevokeArgs) -> u8 {
             .into_owned();
         log_target(log, &target);
         log.field("reason", reason.as_str());
-        let now = super::now();
-        let edited = store::edit(&ctx.file, &who, now, |policy| {
+        let now = context::now();
+        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
             if let Target::Grant(id) = &target
                 && policy.grant(id.as_str()).is_none()
             {
-                return Err(format!(
+                return Err(Failure::refused(format!(
                     "there is no grant {id} in {}; `sshjit list --all` shows the grants",
                     ctx.policy_display()
-                ));
+                )));
             }
             if let Some(i) = policy.revocations.iter().position(|r| r.target == target) {
                 return Ok(Edit::Unchanged(format!(
@@ -196,13 +170,13 @@ pub fn run_revoke(globals: &Globals, args: &RevokeArgs) -> u8 {
             };
             Ok(Edit::change(Action::Revoke { revocation }, out))
         })?;
-        Ok((edited.committed, edited.value))
+        Ok((edited.committed, Output::text(edited.value)))
     })
 }
 
-pub fn run_unrevoke(globals: &Globals, args: &RevokeArgs) -> u8 {
+pub fn run_unrevoke(globals: &Globals, args: &RevokeArgs) -> Result<Output, Failure> {
     run_edit(globals, "unrevoke", |ctx, log| {
-        let who = Who::current(args.by.as_deref()).map_err(Failure::usage)?;
+        let who = context::who(args.by.as_deref())?;
         log.who(&who);
         let target = args.target()?;
         let reason = Reason::new(args.reason.clone())
@@ -210,17 +184,17 @@ pub fn run_unrevoke(globals: &Globals, args: &RevokeArgs) -> u8 {
             .into_owned();
         log_target(log, &target);
         log.field("reason", reason.as_str());
-        let now = super::now();
-        let edited = store::edit(&ctx.file, &who, now, |policy| {
+        let now = context::now();
+        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
             let before: Vec<String> = valid_ids(policy, now);
             let (lifted, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut policy.revocations)
                 .into_iter()
                 .partition(|r| r.target == target);
             policy.revocations = kept;
             if lifted.is_empty() {
-                return Err(format!(
+                return Err(Failure::refused(format!(
                     "no revocation names {target}; `sshjit list` shows the active revocations"
-                ));
+                )));
             }
             let again: Vec<String> = valid_ids(policy, now)
                 .into_iter()
@@ -242,7 +216,7 @@ pub fn run_unrevoke(globals: &Globals, args: &RevokeArgs) -> u8 {
                 out,
             ))
         })?;
-        Ok((edited.committed, edited.value))
+        Ok((edited.committed, Output::text(edited.value)))
     })
 }
 
@@ -256,7 +230,7 @@ fn valid_ids(policy: &Policy<'_>, now: Timestamp) -> Vec<String> {
         .collect()
 }
 
-fn log_target(log: &mut super::AdminLog, target: &Target<'_>) {
+fn log_target(log: &mut AdminLog, target: &Target<'_>) {
     let (key, value) = match target {
         Target::Grant(g) => ("grant", g.to_string()),
         Target::Fingerprint(fp) => ("fp", fp.to_string()),

@@ -2,9 +2,11 @@
 //! `prev` links between records, and the rules between neighbours. Used by
 //! `audit verify`, `audit repair` and `report`.
 
+use std::fmt;
 use std::io::{self, Read};
 
-use super::trail::{Action, Line, LineError, Lines, Record, ZERO_HASH, decode};
+use super::tail::{Line, Lines};
+use super::trail::{Action, LineError, Record, ZERO_HASH, decode};
 use sshjit_policy::time::Timestamp;
 
 /// The first thing wrong with a trail, and where.
@@ -12,12 +14,82 @@ use sshjit_policy::time::Timestamp;
 pub struct Break {
     /// 1-based line number.
     pub line: u64,
-    pub message: String,
+    pub problem: Problem,
+}
+
+/// What is wrong at a break.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The line is not a good record (`LineError::Altered`: it was edited).
+    Line(LineError),
+    /// Records `expected..seq` are missing before record `seq`.
+    Missing { expected: u64, seq: u64 },
+    /// Record `seq` appears where record `expected` should be.
+    OutOfOrder { expected: u64, seq: u64 },
+    /// Record `seq`'s `prev` is not the hash of the record before it.
+    Unlinked { seq: u64 },
+    /// Record `seq` voids a record that is not the change just before it.
+    VoidsOther { seq: u64, voided: u64 },
+    /// Record `seq` is a change whose serial does not grow.
+    SerialNotAbove { seq: u64, serial: u64, before: u64 },
+    /// Record `seq` is a change without the serial and hash of its result.
+    NoResult { seq: u64 },
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.problem {
+            Problem::Line(e @ LineError::Altered) => write!(f, "record on line {}: {e}", self.line),
+            Problem::Line(e) => write!(f, "line {}: {e}", self.line),
+            other => other.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Problem::Line(ref e) => e.fmt(f),
+            Problem::Missing { expected, seq } if seq == expected + 1 => write!(
+                f,
+                "record {expected} is missing before record {seq}: records were removed"
+            ),
+            Problem::Missing { expected, seq } => write!(
+                f,
+                "records {expected} to {} are missing before record {seq}: records were removed",
+                seq - 1
+            ),
+            Problem::OutOfOrder { expected, seq } => write!(
+                f,
+                "record {seq} appears where record {expected} should be: records were duplicated or reordered"
+            ),
+            Problem::Unlinked { seq } => write!(
+                f,
+                "record {seq} does not follow the record before it (its prev hash differs): a record before it was altered or replaced"
+            ),
+            Problem::VoidsOther { seq, voided } => write!(
+                f,
+                "record {seq} voids record {voided}, which is not the change just before it"
+            ),
+            Problem::SerialNotAbove {
+                seq,
+                serial,
+                before,
+            } => write!(
+                f,
+                "record {seq} sets serial {serial}, not above the serial {before} before it"
+            ),
+            Problem::NoResult { seq } => write!(
+                f,
+                "record {seq} is a change without the serial and hash of its result"
+            ),
+        }
+    }
 }
 
 /// What a walk found.
 #[derive(Debug, Default)]
-pub struct Walk {
+pub struct Summary {
     /// Complete, well-chained records before any break.
     pub records: u64,
     pub first_time: Option<Timestamp>,
@@ -31,16 +103,16 @@ pub struct Walk {
     pub broken: Option<Break>,
 }
 
-impl Walk {
+impl Summary {
     pub fn head(&self) -> Option<&Record<'static>> {
         self.last.last()
     }
 }
 
 /// Walks every record, calling `each` on the good ones in order.
-pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result<Walk> {
+pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result<Summary> {
     let mut lines = Lines::new(reader);
-    let mut walk = Walk::default();
+    let mut walk = Summary::default();
     let mut prev_hash = ZERO_HASH.to_owned();
     let mut offset: u64 = 0;
     while let Some((line_no, line)) = lines.next_line()? {
@@ -52,26 +124,22 @@ pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result
             }
         };
         offset += bytes.len() as u64 + 1;
-        let fail = |message: String| {
+        let fail = |problem| {
             Some(Break {
                 line: line_no,
-                message,
+                problem,
             })
         };
         let record = match decode(bytes) {
             Ok(r) => r,
-            Err(e @ LineError::Altered) => {
-                walk.broken = fail(format!("record on line {line_no}: {e}"));
-                break;
-            }
             Err(e) => {
-                walk.broken = fail(format!("line {line_no}: {e}"));
+                walk.broken = fail(Problem::Line(e));
                 break;
             }
         };
         let expected = walk.records + 1;
-        if let Some(message) = link_problem(&record, expected, &prev_hash, walk.last.last()) {
-            walk.broken = fail(message);
+        if let Some(problem) = link_problem(&record, expected, &prev_hash, walk.last.last()) {
+            walk.broken = fail(problem);
             break;
         }
         each(&record);
@@ -93,27 +161,16 @@ fn link_problem(
     expected: u64,
     prev_hash: &str,
     before: Option<&Record<'static>>,
-) -> Option<String> {
+) -> Option<Problem> {
     let seq = record.seq;
     if seq > expected {
-        let missing = if seq == expected + 1 {
-            format!("record {expected} is missing")
-        } else {
-            format!("records {expected} to {} are missing", seq - 1)
-        };
-        return Some(format!(
-            "{missing} before record {seq}: records were removed"
-        ));
+        return Some(Problem::Missing { expected, seq });
     }
     if seq < expected {
-        return Some(format!(
-            "record {seq} appears where record {expected} should be: records were duplicated or reordered"
-        ));
+        return Some(Problem::OutOfOrder { expected, seq });
     }
     if record.prev != prev_hash {
-        return Some(format!(
-            "record {seq} does not follow the record before it (its prev hash differs): a record before it was altered or replaced"
-        ));
+        return Some(Problem::Unlinked { seq });
     }
     if let Action::Repair {
         voids: Some(voided),
@@ -122,23 +179,24 @@ fn link_problem(
     {
         let voids_previous_edit = before.is_some_and(|b| b.seq == *voided && b.action.is_edit());
         if !voids_previous_edit {
-            return Some(format!(
-                "record {seq} voids record {voided}, which is not the change just before it"
-            ));
+            return Some(Problem::VoidsOther {
+                seq,
+                voided: *voided,
+            });
         }
     }
     if record.action.is_edit() {
         if let (Some(b), Some(s)) = (before.and_then(|b| b.serial), record.serial)
             && s <= b
         {
-            return Some(format!(
-                "record {seq} sets serial {s}, not above the serial {b} before it"
-            ));
+            return Some(Problem::SerialNotAbove {
+                seq,
+                serial: s,
+                before: b,
+            });
         }
         if record.serial.is_none() || record.policy_sha256.is_none() {
-            return Some(format!(
-                "record {seq} is a change without the serial and hash of its result"
-            ));
+            return Some(Problem::NoResult { seq });
         }
     }
     None
@@ -191,8 +249,30 @@ mod tests {
         out
     }
 
-    fn walk_lines(lines: &[Vec<u8>]) -> Walk {
+    fn walk_lines(lines: &[Vec<u8>]) -> Summary {
         walk(lines.concat().as_slice(), |_| {}).unwrap()
+    }
+
+    #[test]
+    fn problems_read_as_audit_verify_prints_them() {
+        let missing = |expected, seq| Problem::Missing { expected, seq }.to_string();
+        assert_eq!(
+            missing(3, 4),
+            "record 3 is missing before record 4: records were removed"
+        );
+        assert_eq!(
+            missing(3, 6),
+            "records 3 to 5 are missing before record 6: records were removed"
+        );
+        let at = |line, problem| Break { line, problem }.to_string();
+        assert_eq!(
+            at(2, Problem::Line(LineError::Altered)),
+            "record on line 2: its contents do not match its hash: it was altered"
+        );
+        assert_eq!(
+            at(2, Problem::Line(LineError::Syntax("x".into()))),
+            "line 2: not a trail record: x"
+        );
     }
 
     #[test]
@@ -213,7 +293,7 @@ mod tests {
         let w = walk_lines(&lines);
         let b = w.broken.unwrap();
         assert_eq!(b.line, 3);
-        assert!(b.message.contains("altered"), "{}", b.message);
+        assert!(b.to_string().contains("altered"), "{b}");
         assert_eq!(w.records, 2);
     }
 
@@ -223,7 +303,7 @@ mod tests {
         lines.remove(2);
         let b = walk_lines(&lines).broken.unwrap();
         assert_eq!(b.line, 3);
-        assert!(b.message.contains("record 3 is missing"), "{}", b.message);
+        assert!(b.to_string().contains("record 3 is missing"), "{b}");
     }
 
     #[test]
@@ -238,7 +318,7 @@ mod tests {
         lines[1] = record(2, &prev1, freeze(), 2).0;
         let b = walk_lines(&lines).broken.unwrap();
         assert_eq!(b.line, 3);
-        assert!(b.message.contains("does not follow"), "{}", b.message);
+        assert!(b.to_string().contains("does not follow"), "{b}");
     }
 
     #[test]
@@ -259,7 +339,7 @@ mod tests {
         let (l1, h1) = record(1, ZERO_HASH, freeze(), 5);
         let (l2, _) = record(2, &h1, thaw(), 5);
         let b = walk_lines(&[l1, l2]).broken.unwrap();
-        assert!(b.message.contains("not above"), "{}", b.message);
+        assert!(b.to_string().contains("not above"), "{b}");
     }
 
     #[test]
@@ -268,6 +348,6 @@ mod tests {
         lines.insert(1, b"{\"seq\":2}\n".to_vec());
         let b = walk_lines(&lines).broken.unwrap();
         assert_eq!(b.line, 2);
-        assert!(b.message.contains("not a trail record"), "{}", b.message);
+        assert!(b.to_string().contains("not a trail record"), "{b}");
     }
 }

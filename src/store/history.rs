@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use super::revocation::RevocationRule;
 use super::trail::{Action, Record};
-use crate::commands::revoke::Names;
 use sshjit_policy::text::quote_for_display;
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Grant, Revocation};
@@ -14,15 +14,15 @@ use sshjit_policy::{Grant, Revocation};
 /// When, by whom, and at which record something happened. Times have
 /// whole seconds; the record's `seq` orders what happened in one second.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mark {
+pub struct Stamp {
     pub at: Timestamp,
     pub by: String,
     pub seq: u64,
 }
 
-impl Mark {
-    fn of(r: &Record<'_>, by: &str) -> Mark {
-        Mark {
+impl Stamp {
+    fn of(r: &Record<'_>, by: &str) -> Stamp {
+        Stamp {
             at: r.time,
             by: by.to_owned(),
             seq: r.seq,
@@ -38,10 +38,10 @@ impl Mark {
 #[derive(Clone, Debug)]
 pub struct Revoked {
     /// The revocation's own time (`revoked_at`), by and record.
-    pub mark: Mark,
+    pub mark: Stamp,
     pub target: String,
     pub reason: Option<String>,
-    pub lifted: Option<Mark>,
+    pub lifted: Option<Stamp>,
 }
 
 /// One grant, with what happened to it.
@@ -58,7 +58,7 @@ pub struct Entry {
     pub forced: bool,
     pub revoked: Vec<Revoked>,
     /// Gone from an adopted document: removed outside sshjit.
-    pub removed: Option<Mark>,
+    pub removed: Option<Stamp>,
 }
 
 impl Entry {
@@ -119,7 +119,7 @@ pub struct History {
     pub freezes: Vec<Freeze>,
 }
 
-fn freeze(freezes: &mut Vec<Freeze>, mark: Mark, reason: &str) {
+fn freeze(freezes: &mut Vec<Freeze>, mark: Stamp, reason: &str) {
     if freezes.last().is_none_or(|f| f.until.is_some()) {
         freezes.push(Freeze {
             from: mark,
@@ -129,7 +129,7 @@ fn freeze(freezes: &mut Vec<Freeze>, mark: Mark, reason: &str) {
     }
 }
 
-fn thaw(freezes: &mut [Freeze], mark: Mark) {
+fn thaw(freezes: &mut [Freeze], mark: Stamp) {
     if let Some(f) = freezes.last_mut()
         && f.until.is_none()
     {
@@ -140,10 +140,10 @@ fn thaw(freezes: &mut [Freeze], mark: Mark) {
 /// A period when only break-glass grants were valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Freeze {
-    pub from: Mark,
+    pub from: Stamp,
     pub reason: String,
     /// When and by whom it was thawed (`None`: still frozen).
-    pub until: Option<Mark>,
+    pub until: Option<Stamp>,
 }
 
 impl History {
@@ -207,7 +207,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
                             .iter_mut()
                             .filter(|x| x.target == t && x.lifted.is_none())
                         {
-                            rv.lifted = Some(Mark::of(r, &by));
+                            rv.lifted = Some(Stamp::of(r, &by));
                             hit.push(i);
                         }
                     }
@@ -227,7 +227,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
             }
             Action::Freeze { reason } => {
                 frozen = true;
-                freeze(&mut h.freezes, Mark::of(r, &by), reason.as_str());
+                freeze(&mut h.freezes, Stamp::of(r, &by), reason.as_str());
                 change(
                     "freeze",
                     quote_for_display(reason.as_str(), 200),
@@ -236,7 +236,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
             }
             Action::Thaw { reason } => {
                 frozen = false;
-                thaw(&mut h.freezes, Mark::of(r, &by));
+                thaw(&mut h.freezes, Stamp::of(r, &by));
                 change("thaw", quote_for_display(reason.as_str(), 200), Vec::new());
             }
             Action::Prune {
@@ -283,7 +283,7 @@ pub fn replay(records: &[Record<'static>]) -> History {
                     if adopted.get(e.grant.id.as_str()) == Some(&&e.grant) {
                         live.insert(e.grant.id.to_string());
                     } else {
-                        e.removed = Some(Mark::of(r, &by));
+                        e.removed = Some(Stamp::of(r, &by));
                         touched.push(i);
                     }
                 }
@@ -307,10 +307,10 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 if *adopted_frozen != frozen {
                     frozen = *adopted_frozen;
                     if frozen {
-                        freeze(&mut h.freezes, Mark::of(r, &by), reason.as_str());
+                        freeze(&mut h.freezes, Stamp::of(r, &by), reason.as_str());
                         what.push("frozen".into());
                     } else {
-                        thaw(&mut h.freezes, Mark::of(r, &by));
+                        thaw(&mut h.freezes, Stamp::of(r, &by));
                         what.push("not frozen".into());
                     }
                 }
@@ -345,15 +345,15 @@ fn revoke(
     by: &str,
 ) -> Vec<usize> {
     let mut hit = Vec::new();
-    let names = Names::new(&rev.target);
+    let rule = RevocationRule::new(&rev.target);
     let by = rev
         .revoked_by
         .as_ref()
         .map_or_else(|| by.to_owned(), |b| b.to_string());
     for (i, e) in entries.iter_mut().enumerate() {
-        if e.removed.is_none() && e.grant.expires_at > r.time && names.matches(&e.grant) {
+        if e.removed.is_none() && e.grant.expires_at > r.time && rule.names(&e.grant) {
             e.revoked.push(Revoked {
-                mark: Mark::of(r, &by),
+                mark: Stamp::of(r, &by),
                 target: rev.target.to_string(),
                 reason: rev.reason.as_ref().map(|x| x.to_string()),
                 lifted: None,

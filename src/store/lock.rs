@@ -1,6 +1,8 @@
 //! The policy's lock: `policy.json.lock` beside it, never deleted, so every
 //! process locks the same inode. Edits hold it exclusively; readers that
-//! compare the trail with the policy hold it shared.
+//! compare the trail with the policy hold it shared. Taken through
+//! `crate::fs::lock::wait`, with a deadline; the store never prints, so a
+//! caller that has someone to tell passes `Waiting`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -8,18 +10,31 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{PolicyFile, StoreError, io_error};
-use crate::fs::secure as file;
+use super::error::{StoreError, io_error};
+use super::file::PolicyFile;
+use crate::fs::lock::{self as fslock, Kind, LockError, Patience};
+use crate::fs::secure;
 
 /// How long an edit waits for another one to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// When a caller hears that the lock is slow to come.
+pub const TELL_AFTER: Duration = Duration::from_secs(3);
 
-/// Waits for the exclusive lock on `policy.json.lock` (never deleted, so
-/// every edit locks the same inode).
+/// Told once, with the lock file's path, when the lock has not come after
+/// `TELL_AFTER` (another edit is in progress).
+pub type Waiting<'a> = Option<&'a mut dyn FnMut(&Path)>;
+
+/// Waits for the exclusive lock, telling nobody if it is slow to come.
 pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
+    exclusive(target, None)
+}
+
+/// Waits (up to `LOCK_WAIT`) for the exclusive lock on `policy.json.lock`,
+/// creating the directories above the policy when they are missing.
+pub fn exclusive(target: &PolicyFile, waiting: Waiting<'_>) -> Result<File, StoreError> {
     let dir = target.dir();
     create_dirs(dir)?;
-    file::check_directory(dir).map_err(StoreError::Insecure)?;
+    secure::check_directory(dir).map_err(StoreError::Insecure)?;
     let path = target.lock_path();
     let lock = OpenOptions::new()
         .read(true)
@@ -29,22 +44,18 @@ pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| match e.kind() {
-            // The usual cause: an admin who forgot sudo.
-            io::ErrorKind::PermissionDenied => StoreError::Refused(format!(
-                "cannot open {}: permission denied; changing the policy needs its owner's rights (run with sudo)",
-                path.display()
-            )),
+            io::ErrorKind::PermissionDenied => StoreError::LockDenied(path.clone()),
             _ => io_error(format!("opening {}", path.display()))(e),
         })?;
-    file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
-    wait_for(&path, || lock.try_lock())?;
+    secure::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
+    wait(&path, &lock, Kind::Exclusive, waiting)?;
     Ok(lock)
 }
 
 /// A shared lock for readers that compare the trail with the policy
 /// (`audit verify`, `report`): no edit runs between the two reads. `None`
 /// when no edit ever made a lock file, or the reader may not open it.
-pub fn lock_shared(target: &PolicyFile) -> Result<Option<File>, StoreError> {
+pub fn shared(target: &PolicyFile, waiting: Waiting<'_>) -> Result<Option<File>, StoreError> {
     let path = target.lock_path();
     let opened = OpenOptions::new()
         .read(true)
@@ -58,51 +69,24 @@ pub fn lock_shared(target: &PolicyFile) -> Result<Option<File>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(io_error(format!("opening {}", path.display()))(e)),
     };
-    file::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
-    wait_for(&path, || lock.try_lock_shared())?;
+    secure::check_open_file(&path, &lock).map_err(StoreError::Insecure)?;
+    wait(&path, &lock, Kind::Shared, waiting)?;
     Ok(Some(lock))
 }
 
-/// Polls `try_lock` until it succeeds, saying so when it takes a while
-/// and giving up after `LOCK_WAIT`.
-fn wait_for(
-    path: &Path,
-    try_lock: impl Fn() -> Result<(), fs::TryLockError>,
-) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let mut told = false;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match try_lock() {
-            Ok(()) => return Ok(()),
-            Err(fs::TryLockError::WouldBlock) => {}
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(io_error(format!("locking {}", path.display()))(e));
-            }
-        }
-        let waited = started.elapsed();
-        if waited >= LOCK_WAIT {
-            return Err(StoreError::Io {
-                what: format!("locking {}", path.display()),
-                error: io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "another edit has held the lock for over {}s",
-                        LOCK_WAIT.as_secs()
-                    ),
-                ),
-            });
-        }
-        if !told && waited >= Duration::from_secs(3) {
-            crate::term::eprint(&format!(
-                "waiting for {} (another edit is in progress)...\n",
-                path.display()
-            ));
-            told = true;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
+fn wait(path: &Path, lock: &File, kind: Kind, waiting: Waiting<'_>) -> Result<(), StoreError> {
+    let mut tell = waiting.map(|w| move || w(path));
+    let patience = tell.as_mut().map(|t| Patience {
+        after: TELL_AFTER,
+        tell: t,
+    });
+    fslock::wait(lock, kind, Instant::now() + LOCK_WAIT, patience).map_err(|e| match e {
+        LockError::Timeout { .. } => StoreError::LockTimeout {
+            path: path.to_owned(),
+            limit: LOCK_WAIT,
+        },
+        LockError::Io(e) => io_error(format!("locking {}", path.display()))(e),
+    })
 }
 
 /// Creates the missing directories above the policy, each 0755 whatever

@@ -1,4 +1,5 @@
 use super::*;
+use crate::commands::keyfile::parse_key_file;
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";
@@ -54,7 +55,7 @@ fn key_files_hold_exactly_one_public_key() {
         ("ssh-ed25519 AAAA a\nssh-ed25519 BBBB b\n", "holds 2 keys"),
     ] {
         let e = parse_key_file("k", bytes.as_bytes()).unwrap_err();
-        assert_eq!(e.code, crate::exit::USAGE, "{bytes:?}");
+        assert_eq!(e.status(), crate::exit::USAGE, "{bytes:?}");
         assert!(e.message.contains(why), "{bytes:?}: {}", e.message);
     }
     let e = parse_key_file("k", format!("restrict {KEY}").as_bytes()).unwrap_err();
@@ -86,7 +87,7 @@ fn a_plan_is_checked_against_the_clock_and_the_rules() {
 
     let refused = |a: &GrantArgs, code: u8, text: &str| {
         let e = check(a).unwrap_err();
-        assert_eq!(e.code, code, "{a:?}: {}", e.message);
+        assert_eq!(e.status(), code, "{a:?}: {}", e.message);
         assert!(e.message.contains(text), "{text}: {}", e.message);
     };
     let mut a = args();

@@ -1,4 +1,5 @@
 use super::*;
+use view::csv_row;
 
 #[test]
 fn csv_quotes_and_defuses_formulas() {

@@ -142,7 +142,7 @@ fn replay_follows_grants_through_revocations_freezes_and_repairs() {
     assert_eq!(g1.revoked.len(), 1);
     assert_eq!(
         g1.revoked[0].lifted,
-        Some(Mark {
+        Some(Stamp {
             at: t("2026-11-21T11:20:00Z"),
             by: "sec".into(),
             seq: 7
@@ -176,7 +176,7 @@ fn replay_follows_grants_through_revocations_freezes_and_repairs() {
     assert_eq!(f[0].reason, "INC-9");
     assert_eq!(
         f[0].until,
-        Some(Mark {
+        Some(Stamp {
             at: t("2026-11-21T12:00:00Z"),
             by: "sec".into(),
             seq: 9

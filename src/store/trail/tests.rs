@@ -1,5 +1,7 @@
 use super::*;
+use crate::store::tail::read_tail;
 use sshjit_policy::{Actor, Policy};
+use std::fs::File;
 use std::io::Write as _;
 
 fn grant_action() -> Action<'static> {
