@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::fs::secure::{self as file, FileError};
 use crate::source::cache::CacheSettings;
 use crate::source::https::TlsSettings;
-use crate::source::{DEFAULT_POLICY, DEFAULT_STATE_DIR, Settings, Source};
+use crate::source::{DEFAULT_POLICY, DEFAULT_STATE_DIR, FetchSettings, Source};
 use sshjit_policy::HostName;
 use sshjit_policy::render::ExpiryStyle;
 use sshjit_policy::time::parse_duration;
@@ -40,7 +40,7 @@ pub struct Config {
     /// Longest grant the admin commands give without `--force`.
     pub max_grant: Duration,
     /// How documents are fetched and checked: TLS, signatures, state, cache.
-    pub fetch: Settings,
+    pub fetch: FetchSettings,
 }
 
 impl Default for Config {
@@ -52,9 +52,9 @@ impl Default for Config {
             expiry_time: ExpiryStyle::default(),
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             max_grant: Duration::from_secs(24 * 3600),
-            fetch: Settings {
+            fetch: FetchSettings {
                 state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-                ..Settings::default()
+                ..FetchSettings::default()
             },
         }
     }

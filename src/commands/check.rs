@@ -3,60 +3,34 @@
 
 use std::fmt::Write as _;
 
-use crate::{Globals, exit, term};
+use super::Failure;
+use crate::load::{Ask, LoadError, Setup};
+use crate::source::Source;
+use crate::{Globals, term};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Policy, Refusal, Target};
 
 pub fn run(globals: &Globals) -> u8 {
-    let (config, fetched) = match crate::load::fetch(globals, None) {
-        Ok(x) => x,
-        Err(e) => {
-            term::eprint(&format!("error: {e}\n"));
-            return exit::DENIED;
-        }
-    };
-    let doc = &fetched.doc;
-    let policy = match Policy::parse(&doc.bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            let mut msg = format!("error: {}", doc.origin);
-            if let Some((line, col)) = e.position {
-                let _ = write!(msg, ":{line}:{col}");
-            }
-            msg.push_str(": ");
-            if let Some(entry) = &e.entry {
-                let _ = write!(msg, "{entry}: ");
-            }
-            let _ = writeln!(msg, "{}", e.message);
-            if let Some(hint) = e.hint() {
-                let _ = writeln!(msg, "hint: {hint}");
-            }
-            msg.push_str(
-                "the whole document is refused: every login is denied until it is fixed\n",
-            );
-            term::eprint(&msg);
-            return exit::DENIED;
-        }
-    };
-    let note = match crate::load::accept(&config, &fetched, policy.serial) {
-        Ok(n) => n,
-        Err(e) => {
-            term::eprint(&format!(
-                "error: {e}\nevery login is denied until it is fixed\n"
-            ));
-            return exit::DENIED;
-        }
-    };
-    let mut out = summary(&doc.origin, &policy, Timestamp::now());
-    out.push_str(&note);
+    match check(globals) {
+        Ok(report) => term::print(&report),
+        Err(failure) => failure.report(),
+    }
+}
+
+fn check(globals: &Globals) -> Result<String, Failure> {
+    let setup = Setup::read(globals).map_err(|e| Failure::refused(e.to_string()))?;
+    let fetch = setup
+        .fetch(Ask::read_only(None))
+        .map_err(|e| Failure::refused(e.to_string()))?;
+    let loaded = fetch.load().map_err(|e| Failure::refused(refusal(&e)))?;
+    let (fetched, doc) = (loaded.fetched, &loaded.fetched.doc);
+    let mut out = summary(&doc.origin, &loaded.policy, Timestamp::now());
+    out.push_str(&loaded.signature_note());
     // The index of the file the document came from.
-    let used = crate::sources(globals, &config)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|s| s.to_string() == doc.origin);
-    if let (Some(crate::source::Source::File(path)), None) = (used, fetched.cache_age) {
-        out.push_str(&super::index::status(&path, &doc.bytes));
+    let used = setup.sources.iter().find(|s| s.to_string() == doc.origin);
+    if let (Some(Source::File(path)), None) = (used, fetched.cache_age) {
+        out.push_str(&super::index::status(path, &doc.bytes));
     }
     if let Some(age) = fetched.cache_age {
         out.push_str(&format!(
@@ -64,7 +38,28 @@ pub fn run(globals: &Globals) -> u8 {
             age.as_secs()
         ));
     }
-    term::print(&out)
+    Ok(out)
+}
+
+/// Why the document is refused: where, and how to fix it.
+fn refusal(e: &LoadError) -> String {
+    let LoadError::Policy { origin, error } = e else {
+        return format!("{e}\nevery login is denied until it is fixed");
+    };
+    let mut msg = origin.clone();
+    if let Some((line, col)) = error.position {
+        let _ = write!(msg, ":{line}:{col}");
+    }
+    msg.push_str(": ");
+    if let Some(entry) = &error.entry {
+        let _ = write!(msg, "{entry}: ");
+    }
+    let _ = writeln!(msg, "{}", error.message);
+    if let Some(hint) = error.hint() {
+        let _ = writeln!(msg, "hint: {hint}");
+    }
+    msg.push_str("the whole document is refused: every login is denied until it is fixed");
+    msg
 }
 
 /// The one-paragraph report of a valid document, with warnings.

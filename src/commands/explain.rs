@@ -3,9 +3,11 @@
 
 use std::fmt::Write as _;
 
+use super::Failure;
 use crate::config::Config;
+use crate::load::{Ask, LoadError, Setup};
 use crate::system::HostLocalTime;
-use crate::{Globals, exit, term};
+use crate::{Globals, term};
 use sshjit_policy::evaluate::{certificate_revocation, refusals};
 use sshjit_policy::render::{self, Expiry, ExpiryStyle};
 use sshjit_policy::time::{Timestamp, format_duration};
@@ -22,8 +24,8 @@ pub struct ExplainArgs {
     pub serial: Option<String>,
 }
 
-/// Checked arguments.
-struct Query {
+/// The question `explain` answers: its arguments, checked.
+struct Question {
     user: Username<'static>,
     host: HostName<'static>,
     at: Timestamp,
@@ -33,50 +35,44 @@ struct Query {
 }
 
 pub fn run(globals: &Globals, args: &ExplainArgs) -> u8 {
-    let (config, fetched) = match crate::load::fetch(globals, Some(&args.user)) {
-        Ok(x) => x,
-        Err(e) => {
-            term::eprint(&format!("error: {e}\n"));
-            return exit::DENIED;
-        }
-    };
-    let query = match check_args(globals, &config, args) {
-        Ok(q) => q,
-        Err(e) => {
-            term::eprint(&format!("error: {e}\n"));
-            return exit::USAGE;
-        }
-    };
-    let doc = &fetched.doc;
-    let policy = match Policy::parse(&doc.bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            term::eprint(&format!(
-                "error: policy {}: {e}\nthe whole document is refused, so every login is denied; run `sshjit check` for details\n",
-                doc.origin
-            ));
-            return exit::DENIED;
-        }
-    };
-    let note = match crate::load::accept(&config, &fetched, policy.serial) {
-        Ok(n) => n,
-        Err(e) => {
-            term::eprint(&format!(
-                "error: {e}\nevery login is denied until it is fixed\n"
-            ));
-            return exit::DENIED;
-        }
-    };
-    let mut out = explain(&doc.origin, &policy, &query, config.expiry_time);
-    out.insert_str(0, &note);
-    term::print(&out)
+    match run_checked(globals, args) {
+        Ok(report) => term::print(&report),
+        Err(failure) => failure.report(),
+    }
 }
 
-fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<Query, String> {
-    let user = Username::new(args.user.clone()).map_err(|e| e.to_string())?;
-    let host = crate::host_name(globals, config).map_err(|e| e.to_string())?;
+fn run_checked(globals: &Globals, args: &ExplainArgs) -> Result<String, Failure> {
+    let setup = Setup::read(globals).map_err(|e| Failure::refused(e.to_string()))?;
+    let fetch = setup
+        .fetch(Ask::read_only(Some(&args.user)))
+        .map_err(|e| Failure::refused(e.to_string()))?;
+    let question = check_args(globals, &setup.config, args)?;
+    let loaded = fetch.load().map_err(|e| {
+        Failure::refused(match e {
+            LoadError::Policy { .. } => format!(
+                "{e}\nthe whole document is refused, so every login is denied; run `sshjit check` for details"
+            ),
+            e => format!("{e}\nevery login is denied until it is fixed"),
+        })
+    })?;
+    let mut out = loaded.signature_note();
+    out.push_str(&explain(
+        loaded.origin(),
+        &loaded.policy,
+        &question,
+        setup.config.expiry_time,
+    ));
+    Ok(out)
+}
+
+fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<Question, Failure> {
+    let usage = |e: &dyn std::fmt::Display| Failure::usage(e.to_string());
+    let user = Username::new(args.user.clone()).map_err(|e| usage(&e))?;
+    let host = crate::host_name(globals, config).map_err(|e| usage(&e))?;
     let at = match &args.at {
-        Some(t) => Timestamp::parse_rfc3339(t).map_err(|e| format!("--at {t:?}: {e}"))?,
+        Some(t) => {
+            Timestamp::parse_rfc3339(t).map_err(|e| Failure::usage(format!("--at {t:?}: {e}")))?
+        }
         None => Timestamp::now(),
     };
     let fingerprint = args
@@ -84,20 +80,20 @@ fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<
         .as_deref()
         .map(Fingerprint::parse)
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| usage(&e))?;
     let key_id = args
         .key_id
         .as_deref()
         .map(|k| KeyId::new(k.to_owned()))
         .transpose()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| usage(&e))?;
     let serial = args
         .serial
         .as_deref()
         .map(parse_serial)
         .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok(Query {
+        .map_err(|e| usage(&e))?;
+    Ok(Question {
         user,
         host,
         at,
@@ -107,7 +103,7 @@ fn check_args(globals: &Globals, config: &Config, args: &ExplainArgs) -> Result<
     })
 }
 
-fn explain(origin: &str, policy: &Policy<'_>, q: &Query, style: ExpiryStyle) -> String {
+fn explain(origin: &str, policy: &Policy<'_>, q: &Question, style: ExpiryStyle) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -264,7 +260,7 @@ fn describe_grant(out: &mut String, g: &Grant<'_>) {
     out.push('\n');
 }
 
-fn describe_refusal(policy: &Policy<'_>, g: &Grant<'_>, q: &Query, r: Refusal) -> String {
+fn describe_refusal(policy: &Policy<'_>, g: &Grant<'_>, q: &Question, r: Refusal) -> String {
     match r {
         Refusal::OtherUser => format!("it is for user {}", g.user),
         Refusal::OtherKind => "it is for the other mode".into(),

@@ -6,20 +6,20 @@
 //! is never published.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use ssh_key::{HashAlg, SshSig};
 
+use super::Failure;
 use crate::config::{self, Config};
+use crate::fs::atomic;
 use crate::fs::secure as file;
+use crate::load::{Ask, Setup};
 use crate::source::https::MAX_SIGNATURE_BYTES;
-use crate::source::{self, Query, Source};
-use crate::{Globals, exit, term};
+use crate::source::{self, Source};
+use crate::{Globals, term};
 use sshjit_policy::openssh::allowed_signers::{AllowedSigners, NAMESPACE, Signer};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{MAX_DOCUMENT_BYTES, Policy};
@@ -46,52 +46,50 @@ pub fn signature_path(file: &Path) -> PathBuf {
 pub fn run_sign(globals: &Globals, args: &SignArgs) -> u8 {
     match sign(globals, args) {
         Ok(report) => term::print(&report),
-        Err(e) => {
-            term::eprint(&format!("error: {e}\n"));
-            exit::DENIED
-        }
+        Err(failure) => failure.report(),
     }
 }
 
-fn sign(globals: &Globals, args: &SignArgs) -> Result<String, String> {
-    let config = config::load(globals.config.as_deref()).map_err(|e| e.to_string())?;
+fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
+    let config = config::load(globals.config.as_deref()).map_err(refused)?;
     let signers = signers(&config, args.allowed_signers.as_deref())?;
-    let bytes = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(|e| e.to_string())?;
+    let bytes = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(refused)?;
     let policy = Policy::parse(&bytes).map_err(|e| {
-        format!(
+        refused(format!(
             "{}: {e}; run `sshjit check` for details",
             args.file.display()
-        )
+        ))
     })?;
     let serial = policy.serial.ok_or_else(|| {
-        format!(
+        refused(format!(
             "{}: no \"serial\": hosts refuse signed documents without one (rollback protection)",
             args.file.display()
-        )
+        ))
     })?;
     let armored = sign_bytes(&bytes, &args.key)?;
     let signer = match &signers {
         Some(s) => s
             .verify(&bytes, &armored, Timestamp::now().unix_seconds())
             .map_err(|e| {
-                format!(
+                refused(format!(
                     "{e}; hosts using {} would refuse this signature, so {} was not written",
                     s.origin(),
                     signature_path(&args.file).display()
-                )
+                ))
             })?,
         None => self_check(&bytes, &armored)?,
     };
     // The file must still be what was validated and signed.
-    let again = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(|e| e.to_string())?;
+    let again = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(refused)?;
     if again != bytes {
-        return Err(format!(
+        return Err(refused(format!(
             "{} changed while it was being signed; nothing written, sign again",
             args.file.display()
-        ));
+        )));
     }
     let sig_path = signature_path(&args.file);
-    write_atomic(&sig_path, &armored, 0o644)?;
+    atomic::write(&sig_path, &armored, atomic::Options::mode(0o644))
+        .map_err(|e| Failure::refused(e.to_string()))?;
     use ssh_encoding::base64::{Base64, Encoding};
     let mut report = format!(
         "signed {} (serial {serial}) as {} ({}); wrote {}\n",
@@ -112,16 +110,20 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, String> {
     Ok(report)
 }
 
+fn refused(e: impl std::fmt::Display) -> Failure {
+    Failure::refused(e.to_string())
+}
+
 /// allowed_signers from the flag, else the config, if any.
-fn signers(config: &Config, flag: Option<&Path>) -> Result<Option<AllowedSigners>, String> {
+fn signers(config: &Config, flag: Option<&Path>) -> Result<Option<AllowedSigners>, Failure> {
     flag.or(config.fetch.allowed_signers.as_deref())
-        .map(|p| crate::source::signature::load(p).map_err(|e| e.to_string()))
+        .map(|p| crate::source::signature::load(p).map_err(|e| Failure::refused(e.to_string())))
         .transpose()
 }
 
 /// Runs `ssh-keygen -Y sign` on `bytes` (stdin to stdout); its prompts
 /// (passphrase, touch) reach the terminal.
-fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, String> {
+fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, Failure> {
     let mut child = Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
         .arg(key)
@@ -129,7 +131,11 @@ fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot run ssh-keygen (Debian package openssh-client): {e}"))?;
+        .map_err(|e| {
+            refused(format!(
+                "cannot run ssh-keygen (Debian package openssh-client): {e}"
+            ))
+        })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     // Feed stdin from a thread: ssh-keygen may write before it has read all.
     let input = bytes.to_vec();
@@ -140,147 +146,108 @@ fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, String> {
     });
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("ssh-keygen: {e}"))?;
+        .map_err(|e| refused(format!("ssh-keygen: {e}")))?;
     let fed = writer
         .join()
-        .map_err(|_| "ssh-keygen: input thread failed".to_owned())?;
+        .map_err(|_| refused("ssh-keygen: input thread failed"))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(refused(format!(
             "ssh-keygen -Y sign -f {} failed ({}); is it the private key, or a public key whose private half is in the agent?",
             key.display(),
             out.status
-        ));
+        )));
     }
-    fed.map_err(|e| format!("ssh-keygen: writing the document: {e}"))?;
+    fed.map_err(|e| refused(format!("ssh-keygen: writing the document: {e}")))?;
     if out.stdout.is_empty() || out.stdout.len() > MAX_SIGNATURE_BYTES {
-        return Err("ssh-keygen gave no usable signature".into());
+        return Err(refused("ssh-keygen gave no usable signature"));
     }
     Ok(out.stdout)
 }
 
 /// Without allowed_signers: at least check the signature is good for its
 /// own key and namespace.
-fn self_check(bytes: &[u8], armored: &[u8]) -> Result<Signer, String> {
-    let sig = SshSig::from_pem(armored).map_err(|e| format!("ssh-keygen output: {e}"))?;
+fn self_check(bytes: &[u8], armored: &[u8]) -> Result<Signer, Failure> {
+    let sig = SshSig::from_pem(armored).map_err(|e| refused(format!("ssh-keygen output: {e}")))?;
     let key = ssh_key::PublicKey::from(sig.public_key().clone());
-    key.verify(NAMESPACE, bytes, &sig)
-        .map_err(|e| format!("ssh-keygen produced a signature that does not verify: {e}"))?;
+    key.verify(NAMESPACE, bytes, &sig).map_err(|e| {
+        refused(format!(
+            "ssh-keygen produced a signature that does not verify: {e}"
+        ))
+    })?;
     Ok(Signer {
         principals: "(not checked against allowed_signers)".into(),
         fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
     })
 }
 
-/// Replaces `path` with a file of `mode` holding `bytes`: temp file in the
-/// same directory, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("writing {}: {e}", path.display())
-    })
-}
-
 pub fn run_verify(globals: &Globals, args: &VerifyArgs) -> u8 {
     match verify(globals, args) {
         Ok(report) => term::print(&report),
-        Err((code, e)) => {
-            term::eprint(&format!("error: {e}\n"));
-            code
-        }
+        Err(failure) => failure.report(),
     }
 }
 
-fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, (u8, String)> {
-    let denied = |e: String| (exit::DENIED, e);
+fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
+    let denied = Failure::refused;
     let mut config = config::load(globals.config.as_deref()).map_err(|e| denied(e.to_string()))?;
     if let Some(p) = &args.allowed_signers {
         config.fetch.allowed_signers = Some(p.clone());
     }
     if config.fetch.allowed_signers.is_none() {
-        return Err((
-            exit::USAGE,
-            "no allowed_signers: give --allowed-signers FILE or set it in the config".into(),
+        return Err(Failure::usage(
+            "no allowed_signers: give --allowed-signers FILE or set it in the config",
         ));
     }
     let sources = match &args.source {
-        Some(s) => vec![Source::parse(s).map_err(|e| (exit::USAGE, e))?],
-        None => crate::sources(globals, &config).map_err(|e| (exit::USAGE, e))?,
+        Some(s) => vec![Source::parse(s).map_err(|e| Failure::usage(e.to_string()))?],
+        None => crate::sources(globals, &config).map_err(|e| Failure::usage(e.to_string()))?,
     };
-    let fetched = match (&args.signature, &sources[..]) {
+    match (&args.signature, &sources[..]) {
         (Some(sig), [Source::File(doc)]) => {
             let bytes =
                 file::read_secure(doc, MAX_DOCUMENT_BYTES).map_err(|e| denied(e.to_string()))?;
             let armored =
                 file::read_secure(sig, MAX_SIGNATURE_BYTES).map_err(|e| denied(e.to_string()))?;
-            let signers = signers(&config, None)
-                .map_err(denied)?
-                .expect("checked above");
+            let signers = signers(&config, None)?.expect("checked above");
             let signer = signers
                 .verify(&bytes, &armored, Timestamp::now().unix_seconds())
                 .map_err(|e| denied(format!("{}: {e}", doc.display())))?;
-            return finish(&config, &doc.display().to_string(), &bytes, &signer);
+            finish(&config, &doc.display().to_string(), &bytes, &signer)
         }
-        (Some(_), _) => {
-            return Err((exit::USAGE, "--signature goes with one policy file".into()));
-        }
+        (Some(_), _) => Err(Failure::usage("--signature goes with one policy file")),
         (None, _) => {
-            let started = Instant::now();
             let host = crate::host_name(globals, &config).ok();
-            let req = source::Request {
-                query: Query {
-                    user: None,
-                    host: host.as_ref().map(|h| h.as_str()),
-                    mode: None,
-                },
-                deadline: source::network_deadline(started, config.timeout),
-                persist: false,
+            let setup = Setup {
+                config,
+                sources,
+                host,
             };
-            source::fetch(&sources, &config.fetch, &req, None).map_err(|e| denied(e.to_string()))?
+            let fetch = setup
+                .fetch(Ask::read_only(None))
+                .map_err(|e| Failure::refused(e.to_string()))?;
+            let fetched = fetch.fetched;
+            let signer = fetched.signer.clone().expect("signatures are required");
+            finish(
+                &setup.config,
+                &fetched.doc.origin,
+                &fetched.doc.bytes,
+                &signer,
+            )
         }
-    };
-    let signer = fetched.signer.clone().expect("signatures are required");
-    finish(&config, &fetched.doc.origin, &fetched.doc.bytes, &signer)
+    }
 }
 
 /// Validates the document and reports its serial against this host's.
-fn finish(
-    config: &Config,
-    origin: &str,
-    bytes: &[u8],
-    signer: &Signer,
-) -> Result<String, (u8, String)> {
+fn finish(config: &Config, origin: &str, bytes: &[u8], signer: &Signer) -> Result<String, Failure> {
     let policy = Policy::parse(bytes).map_err(|e| {
-        (
-            exit::DENIED,
-            format!("{origin}: good signature but invalid document: {e}"),
-        )
+        Failure::refused(format!(
+            "{origin}: good signature but invalid document: {e}"
+        ))
     })?;
     let serial = policy.serial.ok_or_else(|| {
-        (
-            exit::DENIED,
-            format!("{origin}: good signature but no \"serial\": hosts refuse it"),
-        )
+        Failure::refused(format!(
+            "{origin}: good signature but no \"serial\": hosts refuse it"
+        ))
     })?;
     let mut out = format!(
         "ok: {origin}: good signature by {} ({}), serial {serial}\n",
@@ -291,12 +258,9 @@ fn finish(
         .and_then(|d| source::rollback::highest(&d).map_err(|e| e.to_string()))
     {
         Ok(Some(h)) if serial < h => {
-            return Err((
-                exit::DENIED,
-                format!(
-                    "{origin}: serial {serial} is lower than {h}, the highest this host accepted: it would be refused as a rollback"
-                ),
-            ));
+            return Err(Failure::refused(format!(
+                "{origin}: serial {serial} is lower than {h}, the highest this host accepted: it would be refused as a rollback"
+            )));
         }
         Ok(Some(h)) => out.push_str(&format!("this host has accepted serial {h} so far\n")),
         Ok(None) => out.push_str("this host has accepted no serial yet\n"),

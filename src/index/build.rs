@@ -1,9 +1,11 @@
 //! Building the index from a validated document, and writing it atomically
 //! beside the policy file.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
+use std::mem::Discriminant;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -15,8 +17,9 @@ use super::{
 };
 use crate::fs::secure::open_secure;
 use sshjit_policy::MAX_DOCUMENT_BYTES;
+use sshjit_policy::evaluate::{Name, grant_names, revoked_name};
 use sshjit_policy::time::Timestamp;
-use sshjit_policy::{Fingerprint, Grant, Policy, Revocation, Subject, Target};
+use sshjit_policy::{Grant, Policy, Revocation};
 
 /// One block to place: its table key and its bytes.
 struct Block {
@@ -87,55 +90,36 @@ pub fn build(document: &[u8], identity: &Identity, built_at: Timestamp) -> Resul
 }
 
 /// The user blocks and the certificate-revocation blocks of a policy.
+/// Which revocations can name a grant or a certificate is the core's rule
+/// (`revoked_name`, `grant_names`); here revocations are only filed by the
+/// name they give, so each user's part is found without a scan.
 fn blocks(policy: &Policy<'_>) -> Result<Vec<Block>, String> {
     // Grants by user, in document order.
     let mut by_user: BTreeMap<&str, Vec<&Grant<'_>>> = BTreeMap::new();
     for g in &policy.grants {
         by_user.entry(g.user.as_str()).or_default().push(g);
     }
-    // Revocations by what they name, keeping document order.
-    let mut by_grant: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_user_rev: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_principal: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut by_fp: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut certificate: BTreeMap<(u32, Vec<u8>), usize> = BTreeMap::new();
+    // Revocations by the name they give, keeping document order; those
+    // that can name a certificate also get a table entry of their own.
+    let mut by_name: HashMap<NameKey<'_>, Vec<usize>> = HashMap::new();
+    let mut certificate: BTreeMap<(u32, String), usize> = BTreeMap::new();
     for (i, r) in policy.revocations.iter().enumerate() {
-        match &r.target {
-            Target::Grant(g) => by_grant.entry(g.as_str()).or_default().push(i),
-            Target::User(u) => by_user_rev.entry(u.as_str()).or_default().push(i),
-            Target::Principal(p) => by_principal.entry(p.as_str()).or_default().push(i),
-            Target::Fingerprint(fp) => {
-                by_fp.entry(fp.to_string()).or_default().push(i);
-                certificate
-                    .entry((Kind::Fingerprint as u32, fp.to_string().into_bytes()))
-                    .or_insert(i);
-            }
-            Target::KeyId(k) => {
-                certificate
-                    .entry((Kind::KeyId as u32, k.as_str().as_bytes().to_vec()))
-                    .or_insert(i);
-            }
-            Target::Serial(s) => {
-                certificate
-                    .entry((Kind::Serial as u32, s.to_string().into_bytes()))
-                    .or_insert(i);
-            }
+        let name = revoked_name(&r.target);
+        let key = name_key(&name);
+        if let (Some(kind), true) = (key.1, name.can_name_certificate()) {
+            certificate
+                .entry((kind as u32, key.2.clone().into_owned()))
+                .or_insert(i);
         }
+        by_name.entry(key).or_default().push(i);
     }
 
     let mut out = Vec::with_capacity(by_user.len() + certificate.len());
     for (user, grants) in by_user {
-        let mut revs: Vec<usize> = by_user_rev.get(user).cloned().unwrap_or_default();
+        let mut revs: Vec<usize> = Vec::new();
         for g in &grants {
-            revs.extend(by_grant.get(g.id.as_str()).into_iter().flatten());
-            match &g.subject {
-                Subject::Key(k) => {
-                    let fp: Fingerprint = k.fingerprint();
-                    revs.extend(by_fp.get(&fp.to_string()).into_iter().flatten());
-                }
-                Subject::Principal(p) => {
-                    revs.extend(by_principal.get(p.as_str()).into_iter().flatten());
-                }
+            for name in grant_names(g) {
+                revs.extend(by_name.get(&name_key(&name)).into_iter().flatten());
             }
         }
         revs.sort_unstable();
@@ -167,11 +151,19 @@ fn blocks(policy: &Policy<'_>) -> Result<Vec<Block>, String> {
         let kind = super::Kind::from_u32(kind).ok_or("bad kind")?;
         out.push(Block {
             kind,
-            key,
+            key: key.into_bytes(),
             payload: (i as u32).to_le_bytes().to_vec(),
         });
     }
     Ok(out)
+}
+
+/// A name as a map key: which kind of name, its table kind, its text.
+type NameKey<'a> = (Discriminant<Name<'a>>, Option<Kind>, Cow<'a, str>);
+
+fn name_key<'a>(name: &Name<'a>) -> NameKey<'a> {
+    let (kind, text) = super::spelling(name);
+    (std::mem::discriminant(name), kind, text)
 }
 
 /// The index path of a policy path.

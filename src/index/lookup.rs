@@ -10,8 +10,9 @@ use ssh_key::sha2::{Digest, Sha256};
 use super::{
     ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, IndexError, Kind, MAGIC, entry_check, fnv1a, racy_window,
 };
+use sshjit_policy::evaluate::certificate_names;
 use sshjit_policy::time::Timestamp;
-use sshjit_policy::{Decision, Denial, Policy, Request, evaluate};
+use sshjit_policy::{Decision, Denial, Mode, Policy, Request, evaluate};
 
 /// What identifies one version of the policy file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,19 +290,24 @@ impl<R: ReadAt> Index<R> {
                 (p[table_end..].to_vec(), revocation_indices)
             }
         };
+        // The certificate's names, as the core gives them; each has an
+        // entry of its own holding the first revocation that gives it.
         let mut certificate_revocation = None;
         if let Some((key_id, serial, fingerprint)) = certificate {
-            let mut found = Vec::new();
-            if let Some(k) = key_id {
-                found.extend(self.revocation_index(Kind::KeyId, k.as_str().as_bytes())?);
+            let mode = Mode::Principals {
+                key_id,
+                serial,
+                fingerprint,
+            };
+            for name in certificate_names(&mode) {
+                let (Some(kind), key) = super::spelling(&name) else {
+                    return Err(damaged(format!("no entry kind for {name:?}")));
+                };
+                if let Some(i) = self.revocation_index(kind, key.as_bytes())? {
+                    certificate_revocation =
+                        Some(certificate_revocation.map_or(i, |c: usize| c.min(i)));
+                }
             }
-            if let Some(s) = serial {
-                found.extend(self.revocation_index(Kind::Serial, s.to_string().as_bytes())?);
-            }
-            if let Some(fp) = fingerprint {
-                found.extend(self.revocation_index(Kind::Fingerprint, fp.to_string().as_bytes())?);
-            }
-            certificate_revocation = found.into_iter().min();
         }
         Ok(IndexLookup {
             document,

@@ -48,8 +48,12 @@ use std::time::Duration;
 pub use build::{Written, build, index_path, write_for};
 pub use lookup::{Identity, Index, IndexLookup, PartInfo, ReadAt};
 
+use std::borrow::Cow;
+
 use crate::fs::secure::{FileError, open_secure};
-use sshjit_policy::{Fingerprint, KeyId};
+use sshjit_policy::evaluate::Name;
+use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Decision, Fingerprint, KeyId, Policy, Request, evaluate};
 
 /// File name of the index of `policy.json`: `policy.json.idx`.
 pub const SUFFIX: &str = ".idx";
@@ -75,7 +79,7 @@ const HEADER_LEN: usize = 128;
 const ENTRY_LEN: usize = 64;
 
 /// Kinds of table entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 enum Kind {
     Empty = 0,
@@ -95,6 +99,19 @@ impl Kind {
             4 => Kind::Fingerprint,
             _ => return None,
         })
+    }
+}
+
+/// How a name that revocations can give is spelled in the index: the
+/// table entry kind it has when it can name a certificate (those are
+/// looked up apart from the user's part), and its text, which is also the
+/// entry's key.
+fn spelling<'a>(name: &Name<'a>) -> (Option<Kind>, Cow<'a, str>) {
+    match *name {
+        Name::Grant(s) | Name::User(s) | Name::Principal(s) => (None, Cow::Borrowed(s)),
+        Name::KeyId(k) => (Some(Kind::KeyId), Cow::Borrowed(k)),
+        Name::Serial(s) => (Some(Kind::Serial), Cow::Owned(s.to_string())),
+        Name::Fingerprint(fp) => (Some(Kind::Fingerprint), Cow::Owned(fp.to_string())),
     }
 }
 
@@ -145,8 +162,8 @@ impl fmt::Display for IndexError {
 
 impl std::error::Error for IndexError {}
 
-/// The short word for the decision line.
 impl IndexError {
+    /// The short word for the decision line.
     pub fn word(&self) -> &'static str {
         match self {
             IndexError::Missing => "missing",
@@ -155,6 +172,56 @@ impl IndexError {
             IndexError::Damaged(_) => "damaged",
         }
     }
+}
+
+/// How much of the policy a document is: the whole of it, or one user's
+/// part read through the index.
+#[derive(Debug)]
+pub enum View {
+    /// The whole document; when the index was asked for, why it was not
+    /// used (`None`: not asked for, a signed document, not a file source,
+    /// or the cache).
+    Whole(Option<IndexError>),
+    /// One user's part and what relates it to the whole document.
+    Part(PartInfo),
+}
+
+impl View {
+    /// What became of the index, for the decision line: used, missing,
+    /// stale, racy, damaged, or off.
+    pub fn word(&self) -> &'static str {
+        match self {
+            View::Part(_) => "used",
+            View::Whole(None) => "off",
+            View::Whole(Some(e)) => e.word(),
+        }
+    }
+
+    pub fn is_part(&self) -> bool {
+        matches!(self, View::Part(_))
+    }
+
+    /// The decision for `req` on `policy`, the document this view is of:
+    /// through the index, the user's part decides as the whole would.
+    pub fn evaluate<'p, 'a>(
+        &self,
+        policy: &'p Policy<'a>,
+        req: &Request<'_>,
+        now: Timestamp,
+    ) -> Decision<'p, 'a> {
+        match self {
+            View::Whole(_) => evaluate(policy, req, now),
+            View::Part(info) => info.evaluate(policy, req, now),
+        }
+    }
+}
+
+/// Asks for one user's part of a local policy through its index.
+#[derive(Clone, Copy, Debug)]
+pub struct PartRequest<'a> {
+    pub user: &'a str,
+    /// In principals mode: the certificate's key ID, serial and fingerprint.
+    pub certificate: Option<Certificate<'a>>,
 }
 
 /// The presented certificate's key ID, serial and fingerprint.
@@ -166,8 +233,7 @@ pub type Certificate<'r> = (Option<&'r KeyId<'r>>, Option<u64>, Option<Fingerpri
 pub fn lookup_file(
     policy_path: &Path,
     policy_meta: &Metadata,
-    user: &str,
-    certificate: Option<Certificate<'_>>,
+    part: PartRequest<'_>,
 ) -> Result<IndexLookup, IndexError> {
     let path = index_path(policy_path);
     let file = match open_secure(&path, MAX_INDEX_BYTES as usize) {
@@ -177,7 +243,7 @@ pub fn lookup_file(
     };
     let len = file.meta.len();
     let index = Index::open((file.file, len), &Identity::of(policy_meta))?;
-    index.lookup(user, certificate)
+    index.lookup(part.user, part.certificate)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
-use super::url::{Query, Url};
+use super::url::{Scope, Url};
 use crate::fs::secure::{self as file, FileError};
 
 /// Largest policy document accepted over https. Smaller than the file
@@ -176,7 +176,7 @@ impl Client {
     pub fn fetch(
         &self,
         url: &Url,
-        query: &Query<'_>,
+        query: &Scope<'_>,
         signed: bool,
         deadline: Instant,
     ) -> Result<Fetched, HttpsError> {

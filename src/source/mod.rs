@@ -22,7 +22,12 @@ use https::{HttpsError, TlsSettings};
 use rollback::{RollbackError, SerialCheck};
 use signature::{AllowedSigners, SignatureError, Signer};
 use sshjit_policy::MAX_DOCUMENT_BYTES;
-pub use url::{Query, Url};
+/// The old name of [`Scope`].
+#[deprecated(note = "renamed `source::Scope`")]
+pub use url::Scope as Query;
+pub use url::{Scope, Url};
+
+use crate::index::{IndexError, PartRequest, View};
 
 /// Default policy location.
 pub const DEFAULT_POLICY: &str = "/etc/sshjit/policy.json";
@@ -61,7 +66,7 @@ impl fmt::Display for Source {
 
 /// Everything about fetching that the config decides.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Settings {
+pub struct FetchSettings {
     pub tls: TlsSettings,
     pub allowed_signers: Option<PathBuf>,
     pub state_dir: PathBuf,
@@ -73,7 +78,7 @@ pub struct Settings {
 /// record state (the login path) or only read it (admin commands).
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    pub query: Query<'a>,
+    pub scope: Scope<'a>,
     pub deadline: Instant,
     pub persist: bool,
 }
@@ -103,35 +108,24 @@ pub struct Fetched {
     pub cache_age: Option<Duration>,
     /// Sources that were unavailable before this one (or before the cache).
     pub failures: Vec<String>,
-    /// Set when `doc` is one user's part read through the policy index.
-    pub indexed: Option<crate::index::PartInfo>,
-    /// What became of the index: used, missing, stale, racy, damaged, or
-    /// off (not asked for, signed documents, not a file source).
-    pub index: &'static str,
+    /// The whole document, or one user's part read through the index.
+    pub view: View,
     signature: Option<Vec<u8>>,
 }
 
-/// Asks `fetch` to read a local policy through its index, for this login.
-#[derive(Clone, Copy, Debug)]
-pub struct IndexQuery<'a> {
-    pub user: &'a str,
-    /// In principals mode: the certificate's key ID, serial and fingerprint.
-    pub certificate: Option<crate::index::Certificate<'a>>,
-}
-
-/// What one source gave: the whole document (with its signature, and what
-/// became of the index), or one user's part through the index.
-enum Got {
+/// What one source answered: the whole document (with its signature, and
+/// why the index was not used), or one user's part through the index.
+enum Answer {
     Whole {
         bytes: Vec<u8>,
         signature: Option<Vec<u8>>,
-        index: &'static str,
+        unindexed: Option<IndexError>,
     },
     Part(crate::index::IndexLookup),
 }
 
 /// What `accept` did.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Accepted {
     /// The previous highest serial, when this document raised it.
     pub raised_from: Option<Option<u64>>,
@@ -209,9 +203,9 @@ impl std::error::Error for SourceError {}
 /// its signature; when none is available, the cache may stand in.
 pub fn fetch(
     sources: &[Source],
-    settings: &Settings,
+    settings: &FetchSettings,
     req: &Request<'_>,
-    index: Option<IndexQuery<'_>>,
+    part: Option<PartRequest<'_>>,
 ) -> Result<Fetched, SourceError> {
     let signers = match &settings.allowed_signers {
         Some(path) => Some(
@@ -223,7 +217,7 @@ pub fn fetch(
         None => None,
     };
     // A signed document is verified whole: no index then.
-    let index = index.filter(|_| signers.is_none());
+    let part = part.filter(|_| signers.is_none());
     let mut client = None;
     let mut failures = Vec::new();
     for (i, source) in sources.iter().enumerate() {
@@ -243,9 +237,9 @@ pub fn fetch(
             signers.is_some(),
             until,
             &mut client,
-            index,
+            part,
         ) {
-            Ok(Got::Part(found)) => {
+            Ok(Answer::Part(found)) => {
                 return Ok(Fetched {
                     doc: Document {
                         bytes: found.document,
@@ -254,15 +248,14 @@ pub fn fetch(
                     signer: None,
                     cache_age: None,
                     failures,
-                    indexed: Some(found.info),
-                    index: "used",
+                    view: View::Part(found.info),
                     signature: None,
                 });
             }
-            Ok(Got::Whole {
+            Ok(Answer::Whole {
                 bytes,
                 signature,
-                index,
+                unindexed,
             }) => {
                 let origin = source.to_string();
                 let signer = verify(signers.as_ref(), &origin, &bytes, signature.as_deref())?;
@@ -271,8 +264,7 @@ pub fn fetch(
                     signer,
                     cache_age: None,
                     failures,
-                    indexed: None,
-                    index,
+                    view: View::Whole(unindexed),
                     signature,
                 });
             }
@@ -297,7 +289,7 @@ pub fn fetch(
         failures,
         cache: Some(why),
     };
-    let Some(key) = cache_key(&req.query) else {
+    let Some(key) = cache_key(&req.scope) else {
         return Err(unavailable(
             "cache: not used for this command".into(),
             failures,
@@ -331,13 +323,12 @@ pub fn fetch(
         signer,
         cache_age: Some(cached.age),
         failures,
-        indexed: None,
-        index: "off",
+        view: View::Whole(None),
         signature: cached.signature,
     })
 }
 
-fn cache_key<'a>(q: &Query<'a>) -> Option<cache::Key<'a>> {
+fn cache_key<'a>(q: &Scope<'a>) -> Option<cache::Key<'a>> {
     Some(cache::Key {
         mode: q.mode?,
         user: q.user?,
@@ -365,25 +356,25 @@ fn verify(
 
 fn fetch_one(
     source: &Source,
-    settings: &Settings,
+    settings: &FetchSettings,
     req: &Request<'_>,
     signed: bool,
     until: Instant,
     client: &mut Option<https::Client>,
-    index: Option<IndexQuery<'_>>,
-) -> Result<Got, SourceError> {
+    part: Option<PartRequest<'_>>,
+) -> Result<Answer, SourceError> {
     match source {
         Source::File(path) => {
             let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
-            let mut index_status = "off";
-            if let Some(q) = index {
+            let mut unindexed = None;
+            if let Some(part) = part {
                 // The index is probed with the fstat of the open policy, so
                 // it can only describe the very file that was checked.
                 // The index lies beside the file itself (after symlinks),
                 // where the admin commands write it.
-                match crate::index::lookup_file(&f.canonical, &f.meta, q.user, q.certificate) {
-                    Ok(found) => return Ok(Got::Part(found)),
-                    Err(e) => index_status = e.word(),
+                match crate::index::lookup_file(&f.canonical, &f.meta, part) {
+                    Ok(found) => return Ok(Answer::Part(found)),
+                    Err(e) => unindexed = Some(e),
                 }
             }
             let bytes = f.read_all().map_err(SourceError::File)?;
@@ -392,10 +383,10 @@ fn fetch_one(
             } else {
                 None
             };
-            Ok(Got::Whole {
+            Ok(Answer::Whole {
                 bytes,
                 signature: sig,
-                index: index_status,
+                unindexed,
             })
         }
         Source::Https(url) => {
@@ -407,11 +398,11 @@ fn fetch_one(
                 *client = Some(https::Client::new(&settings.tls).map_err(https_err)?);
             }
             let c = client.as_ref().expect("client was just built");
-            let f = c.fetch(url, &req.query, signed, until).map_err(https_err)?;
-            Ok(Got::Whole {
+            let f = c.fetch(url, &req.scope, signed, until).map_err(https_err)?;
+            Ok(Answer::Whole {
                 bytes: f.body,
                 signature: f.signature,
-                index: "off",
+                unindexed: None,
             })
         }
     }
@@ -437,7 +428,7 @@ fn read_signature_file(path: &Path) -> Result<Vec<u8>, SourceError> {
 pub fn accept(
     fetched: &Fetched,
     serial: Option<u64>,
-    settings: &Settings,
+    settings: &FetchSettings,
     req: &Request<'_>,
 ) -> Result<Accepted, SourceError> {
     let mut accepted = Accepted::default();
@@ -457,12 +448,12 @@ pub fn accept(
     }
     // One user's part from the index lacks the certificate revocations of
     // the whole document: it is never cached.
-    if let (Some(cache), None, true, Some(key), None) = (
+    if let (Some(cache), None, true, Some(key), false) = (
         &settings.cache,
         fetched.cache_age,
         req.persist,
-        cache_key(&req.query),
-        &fetched.indexed,
+        cache_key(&req.scope),
+        fetched.view.is_part(),
     ) {
         // Writing must not eat the time left for answering sshd.
         let lock_deadline = Instant::now() + Duration::from_millis(100);

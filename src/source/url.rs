@@ -22,10 +22,11 @@ pub struct Url {
     query: Option<String>,
 }
 
-/// What the endpoint is asked for: the login path names user and mode; the
+/// Which part of the policy the endpoint is asked for (its `user`, `host`
+/// and `mode` parameters): the login path names user and mode; the
 /// admin commands ask for the whole document (no user, no mode).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Query<'a> {
+pub struct Scope<'a> {
     pub user: Option<&'a str>,
     pub host: Option<&'a str>,
     pub mode: Option<&'a str>,
@@ -112,7 +113,7 @@ impl Url {
     /// The request URL: the configured one with `user`, `host` and `mode`
     /// appended (with `&` when it already has a query), values
     /// percent-encoded. `suffix` is appended to the path (`.sig`).
-    pub fn request(&self, q: &Query<'_>, suffix: &str) -> String {
+    pub fn request(&self, q: &Scope<'_>, suffix: &str) -> String {
         let mut out = String::with_capacity(self.host.len() + self.path.len() + 96);
         out.push_str(if self.tls { "https://" } else { "http://" });
         out.push_str(&self.host);
@@ -143,7 +144,7 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.request(&Query::default(), ""))
+        f.write_str(&self.request(&Scope::default(), ""))
     }
 }
 
@@ -259,7 +260,7 @@ mod tests {
     fn parses_and_builds_requests() {
         let u = Url::parse("https://Policy.Example.com/sshjit/policy.json").unwrap();
         assert!(u.is_tls());
-        let q = Query {
+        let q = Scope {
             user: Some("deploy$"),
             host: Some("web-1"),
             mode: Some("keys"),
@@ -276,7 +277,7 @@ mod tests {
         assert_eq!(u.to_string(), "https://10.0.0.1:8443/p?fleet=eu&x=%2F");
         let u = Url::parse("https://[2001:db8::1]:443").unwrap();
         assert_eq!(u.to_string(), "https://[2001:db8::1]:443/");
-        let h = Query {
+        let h = Scope {
             user: None,
             host: Some("a b@c"),
             mode: None,

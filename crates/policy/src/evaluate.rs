@@ -230,3 +230,74 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     }
     pattern[p..].iter().all(|&c| c == b'*')
 }
+
+/// One thing a revocation can name, as a kind and a value. A revocation
+/// names a grant, or a presented certificate, exactly when its
+/// [`revoked_name`] is among that grant's [`grant_names`] or that
+/// certificate's [`certificate_names`]: the rule `revocation_of` and
+/// `certificate_revocation` apply one revocation at a time, stated so that
+/// a reader of a part of the policy (the index) can look revocations up by
+/// name instead of scanning them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name<'a> {
+    Grant(&'a str),
+    User(&'a str),
+    Principal(&'a str),
+    Fingerprint(Fingerprint),
+    KeyId(&'a str),
+    Serial(u64),
+}
+
+impl Name<'_> {
+    /// True for the names a presented certificate can have (key ID, serial,
+    /// fingerprint); a fingerprint also names key grants.
+    pub fn can_name_certificate(&self) -> bool {
+        matches!(
+            self,
+            Name::KeyId(_) | Name::Serial(_) | Name::Fingerprint(_)
+        )
+    }
+}
+
+/// What a revocation names.
+pub fn revoked_name<'a>(target: &'a Target<'_>) -> Name<'a> {
+    match target {
+        Target::Grant(id) => Name::Grant(id.as_str()),
+        Target::User(u) => Name::User(u.as_str()),
+        Target::Principal(p) => Name::Principal(p.as_str()),
+        Target::Fingerprint(fp) => Name::Fingerprint(*fp),
+        Target::KeyId(k) => Name::KeyId(k.as_str()),
+        Target::Serial(s) => Name::Serial(*s),
+    }
+}
+
+/// Every name under which a revocation names this grant: its id, its user,
+/// and its principal or its key's fingerprint.
+pub fn grant_names<'a>(grant: &'a Grant<'_>) -> [Name<'a>; 3] {
+    [
+        Name::Grant(grant.id.as_str()),
+        Name::User(grant.user.as_str()),
+        match &grant.subject {
+            Subject::Principal(p) => Name::Principal(p.as_str()),
+            Subject::Key(key) => Name::Fingerprint(key.fingerprint()),
+        },
+    ]
+}
+
+/// The names of the certificate presented in principals mode (its key ID,
+/// serial and fingerprint, those sshd gave); none in keys mode.
+pub fn certificate_names<'a>(mode: &Mode<'a>) -> Vec<Name<'a>> {
+    let Mode::Principals {
+        key_id,
+        serial,
+        fingerprint,
+    } = *mode
+    else {
+        return Vec::new();
+    };
+    let mut names = Vec::with_capacity(3);
+    names.extend(key_id.map(|k| Name::KeyId(k.as_str())));
+    names.extend(serial.map(Name::Serial));
+    names.extend(fingerprint.map(Name::Fingerprint));
+    names
+}
