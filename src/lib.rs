@@ -1,13 +1,16 @@
 //! sshjit: just-in-time, time-bound, revocable SSH access for stock OpenSSH.
 //!
 //! sshd runs `sshjit keys` / `sshjit principals` on every login; they read
-//! the policy, keep only what is valid right now and print it. The modules
-//! follow that flow: `source` (bytes from a file or https, signatures,
-//! rollback, cache) → `index` (one user's part of a large local policy) →
-//! `policy` (validated model, pure evaluation) → `render` (sshd's lines) →
-//! `audit` (one log line), with `helper` gluing them for the login path and
-//! `admin` holding the commands for people: read-only aids and the edits,
-//! which all go through one locked write path with a hash-chained trail.
+//! the policy, keep only what is valid right now and print it. The login
+//! path is a pipeline (`login`): the request from sshd's arguments →
+//! `load` (config, `source` for the bytes, the `index` view of one user's
+//! part, the policy core's parse, the signature and rollback accept) →
+//! decide with the core's pure `evaluate` and render → emit the answer and
+//! one `log` line. The people's commands live in `commands`; every edit
+//! goes through `store` (lock, trail, atomic replace), which never prints.
+//! `fs` is the file toolkit (secure open, atomic write, lock with a
+//! deadline); the command line itself lives in the binary. The model,
+//! evaluation, time and OpenSSH grammars are the `sshjit_policy` crate.
 //! Only `system` may use `unsafe`.
 #![deny(unsafe_code)]
 

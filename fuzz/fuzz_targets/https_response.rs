@@ -11,9 +11,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use sshjit_policy::Policy;
 use sshjit::source::https::{Client, MAX_RESPONSE_BYTES, MAX_SIGNATURE_BYTES, TlsSettings};
 use sshjit::source::{Query, Url};
+use sshjit_policy::Policy;
 
 #[path = "../invariants.rs"]
 mod invariants;

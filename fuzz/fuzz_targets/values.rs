@@ -5,11 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sshjit_policy::{AuthorizedKey, Fingerprint, Username, types::parse_serial};
-use sshjit_policy::openssh::options::{parse_keys_line, parse_principals_line};
-use sshjit_policy::openssh::allowed_signers::AllowedSigners;
 use sshjit::source::{Query, Url};
+use sshjit_policy::openssh::allowed_signers::AllowedSigners;
+use sshjit_policy::openssh::options::{parse_keys_line, parse_principals_line};
 use sshjit_policy::time::{Timestamp, parse_duration};
+use sshjit_policy::{AuthorizedKey, Fingerprint, Username, types::parse_serial};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
