@@ -116,12 +116,12 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
     // The directories that hold the name we were given (one of them may
     // hold a symlink), then those that hold the file itself.
     if let Some(parent) = absolute.parent() {
-        check_ancestors(parent, Some(&absolute), me)?;
+        check_ancestors(parent, me)?;
     }
     if canonical != absolute
         && let Some(parent) = canonical.parent()
     {
-        check_ancestors(parent, Some(&canonical), me)?;
+        check_ancestors(parent, me)?;
     }
     // O_NOFOLLOW: the canonical name has no symlink left, so one appearing
     // now is a race we refuse. O_NONBLOCK: never hang opening a FIFO.
@@ -163,11 +163,9 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
 /// Checks that `dir` and every directory above it are owned by root or us
 /// and not writable by group or others (above `dir`, a sticky directory may
 /// be, see [`check_ancestors`]): the rule for a file about to be created
-/// there (the admin commands creating the policy or its trail). `dir`
-/// itself is never allowed to be writable by others: the name about to be
-/// created there is nobody's yet.
+/// there (the admin commands creating the policy or its trail).
 pub fn check_directory(dir: &Path) -> Result<(), FileError> {
-    check_ancestors(dir, None, system::euid())
+    check_ancestors(dir, system::euid())
 }
 
 /// Checks a file the caller opened itself (with `O_NOFOLLOW`): a regular
@@ -204,21 +202,28 @@ fn read_bounded(file: File, limit: usize) -> Result<Vec<u8>, ReadBoundedError> {
 
 /// Every directory from `dir` up to `/` must be owned by root or `me` and
 /// not writable by group or others, so that nobody else can replace any
-/// component of the path. `entry` is the name inside `dir` on our path (the
-/// file itself, or `None` for a name about to be created).
+/// component of the path.
 ///
-/// One exception keeps a checkout in `/tmp` usable without weakening that:
-/// a directory writable by others that is *sticky* and owned by root or
-/// `me` lets others add names but not rename or remove a name they do not
-/// own (only its owner, the directory's owner or root can). So such a
-/// directory is accepted when the entry on our path inside it, looked at
-/// itself (`lstat`: a symlink is not followed), is owned by root or `me`;
-/// that entry is then checked by the ordinary rules as the next component.
-/// A non-sticky writable directory, a sticky one owned by anybody else, or
-/// a sticky one whose entry on our path belongs to anybody else still
-/// refuses.
-pub(crate) fn check_ancestors(dir: &Path, entry: Option<&Path>, me: u32) -> Result<(), FileError> {
-    let mut below = entry.map(Path::to_path_buf);
+/// `dir` itself, the directory that holds the file (or the symlink to it,
+/// or the name about to be created), follows that rule without exception,
+/// as sshd's does: sshjit keeps files beside the policy (its index, lock,
+/// trail and temporary files), and in a directory others can write to they
+/// could take those names first.
+///
+/// Above it, one exception keeps a checkout in `/tmp` usable without
+/// weakening the rule: a directory writable by others that is *sticky* and
+/// owned by root or `me` lets others add names but not rename or remove a
+/// name they do not own (only its owner, the directory's owner or root
+/// can). Such a directory is accepted when the entry on our path inside it,
+/// looked at itself (`lstat`: a symlink is not followed), is owned by root
+/// or `me`; that entry is then checked by the ordinary rules as the next
+/// component down. A non-sticky writable directory, a sticky one owned by
+/// anybody else, or a sticky one whose entry on our path belongs to anybody
+/// else still refuses.
+pub(crate) fn check_ancestors(dir: &Path, me: u32) -> Result<(), FileError> {
+    // The entry on our path inside the directory being checked; none for
+    // `dir` itself, which gets no exception.
+    let mut below: Option<&Path> = None;
     for d in dir.ancestors() {
         let meta = fs::metadata(d).map_err(|error| FileError::Io {
             path: d.to_owned(),
@@ -226,9 +231,9 @@ pub(crate) fn check_ancestors(dir: &Path, entry: Option<&Path>, me: u32) -> Resu
         })?;
         match check_owner_and_mode(d, &meta, me, true) {
             Ok(()) => {}
-            Err(refusal) => sticky_exception(d, &meta, below.as_deref(), me).ok_or(refusal)??,
+            Err(refusal) => sticky_exception(d, &meta, below, me).ok_or(refusal)??,
         }
-        below = Some(d.to_owned());
+        below = Some(d);
     }
     Ok(())
 }

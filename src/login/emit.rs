@@ -6,7 +6,6 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::decide::Outcome;
-use super::watchdog::Watchdog;
 use super::{LoginArgs, LoginError};
 use crate::load::{Header, LoadError, Loaded, Setup};
 use crate::log::{Line, Severity};
@@ -220,7 +219,7 @@ impl Record {
 pub fn answer(
     outcome: Outcome<'_>,
     record: &mut Record,
-    watchdog: &Watchdog,
+    in_time: impl Fn() -> bool,
     out: &mut dyn Write,
 ) -> Result<(), LoginError> {
     let answer = match outcome {
@@ -241,7 +240,7 @@ pub fn answer(
     });
     // Past the deadline nothing may be printed: the watchdog has already
     // denied and is exiting.
-    if !watchdog.still_running() {
+    if !in_time() {
         return Err(LoginError::Output(io::Error::other("deadline passed")));
     }
     out.write_all(&answer.text)

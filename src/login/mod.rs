@@ -112,10 +112,11 @@ pub fn run_to(globals: &Globals, args: &LoginArgs, started: Instant, out: &mut d
             .line(None);
         panic_log.log(Severity::Err, line.as_str());
     }));
+    let late = record.with_error("deadline exceeded");
     let watchdog = match Watchdog::arm(
         config::DEFAULT_TIMEOUT,
         syslog.clone(),
-        record.clone(),
+        move |elapsed| late.line(Some(elapsed)).as_str().to_owned(),
         started,
     ) {
         Ok(w) => w,
@@ -185,5 +186,5 @@ fn login(
     let outcome = decide::decide(&loaded, &request, host, expiry, Timestamp::now())
         .map_err(LoginError::Render)?;
 
-    emit::answer(outcome, record, watchdog, out)
+    emit::answer(outcome, record, || watchdog.still_running(), out)
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::emit::Record;
 use crate::exit;
 use crate::log::{Severity, Syslog};
 
@@ -20,11 +19,12 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the deadline thread; `record` is what its line will say.
+    /// Starts the deadline thread; `line` gives what it logs when it fires,
+    /// from the time taken so far.
     pub fn arm(
         timeout: Duration,
         syslog: Syslog,
-        record: Record,
+        line: impl Fn(Duration) -> String + Send + 'static,
         started: Instant,
     ) -> io::Result<Self> {
         let running = Arc::new(AtomicBool::new(true));
@@ -32,7 +32,7 @@ impl Watchdog {
         let (r, s) = (Arc::clone(&running), Arc::clone(&state));
         std::thread::Builder::new()
             .name("deadline".into())
-            .spawn(move || Watchdog::watch(&r, &s, &record, started))?;
+            .spawn(move || Watchdog::watch(&r, &s, &line, started))?;
         Ok(Watchdog {
             running,
             state,
@@ -43,7 +43,7 @@ impl Watchdog {
     fn watch(
         running: &AtomicBool,
         state: &Mutex<(Instant, Syslog)>,
-        record: &Record,
+        line: &dyn Fn(Duration) -> String,
         started: Instant,
     ) {
         loop {
@@ -54,11 +54,9 @@ impl Watchdog {
                 continue;
             }
             if running.swap(false, Ordering::SeqCst) {
-                let line = record
-                    .with_error("deadline exceeded")
-                    .line(Some(started.elapsed()));
+                let line = line(started.elapsed());
                 if let Ok(s) = state.lock() {
-                    s.1.log(Severity::Err, line.as_str());
+                    s.1.log(Severity::Err, &line);
                 }
                 std::process::exit(i32::from(exit::INTERNAL));
             }

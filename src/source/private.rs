@@ -91,7 +91,7 @@ impl PrivateDir {
             ));
         }
         if let Some(parent) = path.parent() {
-            file::check_ancestors(parent, Some(path), me).map_err(|e| err(path, e.to_string()))?;
+            file::check_ancestors(parent, me).map_err(|e| err(path, e.to_string()))?;
         }
         Ok(PrivateDir {
             path: path.to_owned(),

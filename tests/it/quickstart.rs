@@ -160,14 +160,26 @@ fn in_a_sticky_directory_only_entries_of_root_or_our_own_are_accepted() {
     let bytes = policy_bytes();
     let sticky = sticky_dir("sticky");
 
-    // Ours, directly inside, and in a directory of ours inside: accepted.
-    let direct = sticky.write("policy.json", &bytes);
-    keys_at(&direct).assert_ok();
+    // In a directory of ours inside: accepted.
     fs::create_dir(sticky.join("mine")).unwrap();
     fs::set_permissions(sticky.join("mine"), fs::Permissions::from_mode(0o755)).unwrap();
     let nested = sticky.join("mine/policy.json");
     fs::write(&nested, &bytes).unwrap();
     keys_at(&nested).assert_ok();
+
+    // Directly inside: the directory that holds the policy follows sshd's
+    // rule without exception (others could take the names sshjit keeps
+    // beside it). Refused, and so is a symlink to a good file kept there.
+    let direct = sticky.write("policy.json", &bytes);
+    let r = keys_at(&direct);
+    r.assert_denied();
+    assert!(
+        r.stderr.contains("writable by group or others (mode 1777)"),
+        "{r:#?}"
+    );
+    let link = sticky.join("link.json");
+    std::os::unix::fs::symlink(&nested, &link).unwrap();
+    keys_at(&link).assert_denied();
 
     // A directory inside that another account owns: it could swap our
     // file for its own. Refused, whatever is inside.
@@ -180,12 +192,12 @@ fn in_a_sticky_directory_only_entries_of_root_or_our_own_are_accepted() {
     r.assert_denied();
     assert!(r.stderr.contains("owned by uid 65534"), "{r:#?}");
 
-    // A symlink inside that another account owns, pointing at our good
-    // file: it could point it elsewhere at any time. Refused.
-    let link = sticky.join("link.json");
-    std::os::unix::fs::symlink(&direct, &link).unwrap();
-    std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
-    let r = keys_at(&link);
+    // A symlinked directory inside that another account owns, pointing at
+    // our good directory: it could point it elsewhere at any time. Refused.
+    let dir_link = sticky.join("link-dir");
+    std::os::unix::fs::symlink(sticky.join("mine"), &dir_link).unwrap();
+    std::os::unix::fs::lchown(&dir_link, Some(65534), None).unwrap();
+    let r = keys_at(&dir_link.join("policy.json"));
     r.assert_denied();
     assert!(
         r.stderr.contains("owned by uid 65534 inside") && r.stderr.contains("mode 1777"),
@@ -193,8 +205,8 @@ fn in_a_sticky_directory_only_entries_of_root_or_our_own_are_accepted() {
     );
 
     // The same symlink, ours: accepted (its target is checked as well).
-    std::os::unix::fs::lchown(&link, Some(0), None).unwrap();
-    keys_at(&link).assert_ok();
+    std::os::unix::fs::lchown(&dir_link, Some(0), None).unwrap();
+    keys_at(&dir_link.join("policy.json")).assert_ok();
 }
 
 #[test]
@@ -219,16 +231,23 @@ fn a_writable_directory_without_the_sticky_bit_or_owned_by_another_still_refuses
     );
 
     // Group-writable and sticky is still writable by the group, but the
-    // sticky rule covers it the same way: entries of ours are accepted.
+    // sticky rule covers it the same way: directories of ours inside are
+    // accepted.
     let group = TestDir::new("group-sticky");
     fs::set_permissions(group.join(""), fs::Permissions::from_mode(0o1775)).unwrap();
-    let g = group.write("policy.json", &bytes);
+    fs::create_dir(group.join("mine")).unwrap();
+    fs::set_permissions(group.join("mine"), fs::Permissions::from_mode(0o755)).unwrap();
+    let g = group.join("mine/policy.json");
+    fs::write(&g, &bytes).unwrap();
     keys_at(&g).assert_ok();
 
     // Sticky but owned by another account: its owner may remove anything
     // in it. Refused.
     let foreign = sticky_dir("foreign-sticky");
-    let f = foreign.write("policy.json", &bytes);
+    fs::create_dir(foreign.join("mine")).unwrap();
+    fs::set_permissions(foreign.join("mine"), fs::Permissions::from_mode(0o755)).unwrap();
+    let f = foreign.join("mine/policy.json");
+    fs::write(&f, &bytes).unwrap();
     std::os::unix::fs::lchown(foreign.join(""), Some(65534), None).unwrap();
     let r = keys_at(&f);
     r.assert_denied();

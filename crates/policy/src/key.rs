@@ -70,8 +70,13 @@ pub struct AuthorizedKey<'a> {
 
 impl<'a> AuthorizedKey<'a> {
     pub fn parse(text: impl Into<Cow<'a, str>>) -> Result<Self, InvalidValue> {
-        let text = text.into();
-        let bad = |why| InvalidValue::new("key", &text, why);
+        Self::parse_noting_options(text.into()).map_err(|(e, _)| e)
+    }
+
+    /// As [`AuthorizedKey::parse`]; the flag tells a refusal for carrying
+    /// authorized_keys options (which `sshjit check` explains) from others.
+    pub(crate) fn parse_noting_options(text: Cow<'a, str>) -> Result<Self, (InvalidValue, bool)> {
+        let bad = |why| (InvalidValue::new("key", &text, why), false);
         if text.len() > MAX_KEY_TEXT {
             return Err(bad("is too long"));
         }
@@ -90,8 +95,9 @@ impl<'a> AuthorizedKey<'a> {
             if key_type.contains(['=', ',', '"'])
                 || OPTION_NAMES.contains(&first.to_ascii_lowercase().as_str())
             {
-                return Err(bad(
-                    "carries authorized_keys options: give only '<type> <base64> [comment]' and use the grant's from, command and restrict fields",
+                return Err((
+                    bad("carries authorized_keys options: give only '<type> <base64> [comment]' and use the grant's from, command and restrict fields").0,
+                    true,
                 ));
             }
             if key_type.contains("-cert-v01@openssh.com") {

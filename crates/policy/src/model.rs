@@ -1,11 +1,13 @@
 //! The policy document (version 1): model, parsing and validation. Pure: no
 //! I/O and no clock. A document is accepted whole or not at all.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use self::de::Rejected;
 use crate::key::AuthorizedKey;
 use crate::types::{
     Actor, Command, Fingerprint, FromPattern, GrantId, HostPattern, KeyId, Principal, Reason,
@@ -98,9 +100,44 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// What kind of refusal a [`PolicyError`] is. [`PolicyError::hint`] is
+/// chosen by it, never by the message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Not JSON: a syntax error, or the document ends early.
+    Syntax,
+    /// JSON of another type than the field takes (a number for a string).
+    WrongType,
+    /// A field this version does not know.
+    UnknownField,
+    /// A required field is absent (its name).
+    MissingField(&'static str),
+    /// A field given twice in one object.
+    DuplicateField,
+    /// A value its newtype refused (a user name, a glob, a key, a time...).
+    InvalidValue,
+    /// A time without `Z` or an offset.
+    TimeWithoutZone,
+    /// A key given with authorized_keys options in front of it.
+    KeyOptions,
+    /// A grant without exactly one of `key`/`principal`, or a revocation
+    /// without exactly one selector.
+    Selector,
+    /// A grant whose `not_before` is not earlier than its `expires_at`.
+    EmptyWindow,
+    /// Two grants with one id.
+    DuplicateId,
+    /// A version other than 1.
+    Version,
+    /// Over a bound: document size, grants, revocations, hosts, from.
+    TooLarge,
+}
+
 /// Why a document was refused, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
+    pub kind: ErrorKind,
     /// 1-based line and column in the document, when known.
     pub position: Option<(usize, usize)>,
     /// Which entry, when known (`grants[3] (id "g-1")`).
@@ -109,53 +146,79 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn entry(entry: String, message: impl Into<String>) -> Self {
+    fn entry(kind: ErrorKind, entry: String, message: impl Into<String>) -> Self {
         PolicyError {
+            kind,
             position: None,
             entry: Some(entry),
             message: message.into(),
         }
     }
 
-    fn document(message: impl Into<String>) -> Self {
+    fn document(kind: ErrorKind, message: impl Into<String>) -> Self {
         PolicyError {
+            kind,
             position: None,
             entry: None,
             message: message.into(),
         }
     }
 
+    /// A reader's error, with the kind its visitor noted; an error serde_json
+    /// raised itself is a syntax error or a value of the wrong JSON type.
+    fn read(e: serde_json::Error, noted: Option<ErrorKind>) -> Self {
+        let kind = noted.unwrap_or(match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ErrorKind::Syntax
+            }
+            serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                ErrorKind::WrongType
+            }
+        });
+        // serde_json appends " at line L column C"; keep the message bare.
+        let full = e.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(i) if e.line() > 0 => full[..i].to_owned(),
+            _ => full,
+        };
+        PolicyError {
+            kind,
+            position: (e.line() > 0).then_some((e.line(), e.column())),
+            entry: None,
+            message,
+        }
+    }
+
     /// What to do about it, for `sshjit check`.
     pub fn hint(&self) -> Option<&'static str> {
-        let m = self.message.as_str();
-        Some(if m.starts_with("unknown field") {
-            "remove or correct that field: unknown fields are refused so a misspelt revocation is never ignored"
-        } else if m.contains("missing field `expires_at`") {
-            "every grant needs an end: add \"expires_at\": \"2026-11-21T18:00:00Z\""
-        } else if m.contains("missing field `reason`") {
-            "every grant needs a reason: add \"reason\": \"INC-1234 ...\""
-        } else if m.starts_with("missing field") {
-            "add the missing field; see the policy format in the README"
-        } else if m.starts_with("duplicate field") {
-            "a field appears twice in one object: keep one"
-        } else if m.contains("has no zone") {
-            "end the time with Z (UTC) or an offset such as +01:00"
-        } else if m.contains("authorized_keys options") {
-            "write from=, command= and restrict as the grant's \"from\", \"command\" and \"restrict\" fields"
-        } else if m.contains("exactly one of") {
-            "split the entry in two, one selector each"
-        } else if m.starts_with("duplicate grant id") {
-            "give each grant its own id"
-        } else if m.starts_with("EOF")
-            || m.starts_with("expected")
-            || m.starts_with("trailing")
-            || m.starts_with("key must be")
-            || m.starts_with("control character")
-            || m.starts_with("invalid escape")
-        {
-            "the document is not valid JSON near this position; `python3 -m json.tool FILE` shows the first syntax error"
-        } else {
-            return None;
+        Some(match self.kind {
+            ErrorKind::UnknownField => {
+                "remove or correct that field: unknown fields are refused so a misspelt revocation is never ignored"
+            }
+            ErrorKind::MissingField("expires_at") => {
+                "every grant needs an end: add \"expires_at\": \"2026-11-21T18:00:00Z\""
+            }
+            ErrorKind::MissingField("reason") => {
+                "every grant needs a reason: add \"reason\": \"INC-1234 ...\""
+            }
+            ErrorKind::MissingField(_) => {
+                "add the missing field; see the policy format in the README"
+            }
+            ErrorKind::DuplicateField => "a field appears twice in one object: keep one",
+            ErrorKind::TimeWithoutZone => "end the time with Z (UTC) or an offset such as +01:00",
+            ErrorKind::KeyOptions => {
+                "write from=, command= and restrict as the grant's \"from\", \"command\" and \"restrict\" fields"
+            }
+            ErrorKind::Selector => "split the entry in two, one selector each",
+            ErrorKind::DuplicateId => "give each grant its own id",
+            ErrorKind::Syntax => {
+                "the document is not valid JSON near this position; `python3 -m json.tool FILE` shows the first syntax error"
+            }
+            ErrorKind::WrongType
+            | ErrorKind::InvalidValue
+            | ErrorKind::EmptyWindow
+            | ErrorKind::Version
+            | ErrorKind::TooLarge => return None,
         })
     }
 }
@@ -174,113 +237,71 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-impl From<serde_json::Error> for PolicyError {
-    fn from(e: serde_json::Error) -> Self {
-        // serde_json appends " at line L column C"; keep the message bare.
-        let full = e.to_string();
-        let message = match full.rfind(" at line ") {
-            Some(i) if e.line() > 0 => full[..i].to_owned(),
-            _ => full,
-        };
-        PolicyError {
-            position: (e.line() > 0).then_some((e.line(), e.column())),
-            entry: None,
-            message,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy<'a> {
-    version: u32,
-    #[serde(default)]
-    serial: Option<u64>,
-    #[serde(default)]
-    frozen: bool,
-    #[serde(borrow, default)]
-    grants: Vec<Grant<'a>>,
-    #[serde(borrow, default)]
-    revocations: Vec<Revocation<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A grant as read, before the checks across its fields.
 struct RawGrant<'a> {
-    #[serde(borrow)]
     id: GrantId<'a>,
-    #[serde(borrow)]
     user: Username<'a>,
-    #[serde(borrow, default)]
     key: Option<AuthorizedKey<'a>>,
-    #[serde(borrow, default)]
     principal: Option<Principal<'a>>,
-    #[serde(borrow, default)]
     hosts: Vec<HostPattern<'a>>,
-    #[serde(default)]
     not_before: Option<Timestamp>,
     expires_at: Timestamp,
-    #[serde(borrow)]
     reason: Reason<'a>,
-    #[serde(borrow, default)]
     granted_by: Option<Actor<'a>>,
-    #[serde(default)]
     break_glass: bool,
-    #[serde(borrow, default)]
     from: Vec<FromPattern<'a>>,
-    #[serde(borrow, default)]
     command: Option<Command<'a>>,
-    #[serde(default)]
     restrict: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A revocation as read, before the checks across its fields.
 struct RawRevocation<'a> {
-    #[serde(borrow, default)]
     grant: Option<GrantId<'a>>,
-    #[serde(default)]
     fingerprint: Option<Fingerprint>,
-    #[serde(borrow, default)]
     user: Option<Username<'a>>,
-    #[serde(borrow, default)]
     principal: Option<Principal<'a>>,
-    #[serde(borrow, default)]
     key_id: Option<KeyId<'a>>,
-    #[serde(default)]
     serial: Option<u64>,
-    #[serde(borrow, default)]
     reason: Option<Reason<'a>>,
-    #[serde(default)]
     revoked_at: Option<Timestamp>,
-    #[serde(borrow, default)]
     revoked_by: Option<Actor<'a>>,
 }
 
 impl<'a> Grant<'a> {
-    fn from_raw(raw: RawGrant<'a>) -> Result<Self, String> {
+    fn from_raw(raw: RawGrant<'a>) -> Result<Self, Rejected> {
         let id = raw.id;
-        let fail = |m: &str| {
-            Err(format!(
-                "grant {}: {m}",
-                crate::text::quote_for_display(id.as_str(), 64)
-            ))
+        let fail = |kind, m: &str| {
+            Err(Rejected {
+                kind,
+                message: format!(
+                    "grant {}: {m}",
+                    crate::text::quote_for_display(id.as_str(), 64)
+                ),
+            })
         };
         let subject = match (raw.key, raw.principal) {
             (Some(k), None) => Subject::Key(k),
             (None, Some(p)) => Subject::Principal(p),
-            _ => return fail("needs exactly one of \"key\" or \"principal\""),
+            _ => {
+                return fail(
+                    ErrorKind::Selector,
+                    "needs exactly one of \"key\" or \"principal\"",
+                );
+            }
         };
         if let Some(nb) = raw.not_before
             && nb >= raw.expires_at
         {
-            return fail("\"not_before\" must be earlier than \"expires_at\"");
+            return fail(
+                ErrorKind::EmptyWindow,
+                "\"not_before\" must be earlier than \"expires_at\"",
+            );
         }
         if raw.hosts.len() > MAX_HOSTS {
-            return fail("has more than 256 \"hosts\" patterns");
+            return fail(ErrorKind::TooLarge, "has more than 256 \"hosts\" patterns");
         }
         if raw.from.len() > MAX_FROM {
-            return fail("has more than 64 \"from\" patterns");
+            return fail(ErrorKind::TooLarge, "has more than 64 \"from\" patterns");
         }
         Ok(Grant {
             id,
@@ -339,12 +360,12 @@ impl<'a> Grant<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Grant<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Grant::from_raw(RawGrant::deserialize(d)?).map_err(serde::de::Error::custom)
+        de::grant(d)
     }
 }
 
 impl<'a> Revocation<'a> {
-    fn from_raw(raw: RawRevocation<'a>) -> Result<Self, &'static str> {
+    fn from_raw(raw: RawRevocation<'a>) -> Result<Self, Rejected> {
         let mut targets = [
             raw.grant.map(Target::Grant),
             raw.fingerprint.map(Target::Fingerprint),
@@ -356,9 +377,10 @@ impl<'a> Revocation<'a> {
         .into_iter()
         .flatten();
         let (Some(target), None) = (targets.next(), targets.next()) else {
-            return Err(
-                "a revocation needs exactly one of \"grant\", \"fingerprint\", \"user\", \"principal\", \"key_id\" or \"serial\"",
-            );
+            return Err(Rejected {
+                kind: ErrorKind::Selector,
+                message: "a revocation needs exactly one of \"grant\", \"fingerprint\", \"user\", \"principal\", \"key_id\" or \"serial\"".to_owned(),
+            });
         };
         Ok(Revocation {
             target,
@@ -387,7 +409,7 @@ impl<'a> Revocation<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Revocation<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Revocation::from_raw(RawRevocation::deserialize(d)?).map_err(serde::de::Error::custom)
+        de::revocation(d)
     }
 }
 
@@ -412,27 +434,34 @@ impl<'a> Policy<'a> {
     /// Parses and validates a whole document. Any error refuses all of it.
     pub fn parse(document: &'a [u8]) -> Result<Self, PolicyError> {
         if document.len() > MAX_DOCUMENT_BYTES {
-            return Err(PolicyError::document(format!(
-                "document is larger than {} bytes",
-                MAX_DOCUMENT_BYTES
-            )));
+            return Err(PolicyError::document(
+                ErrorKind::TooLarge,
+                format!("document is larger than {} bytes", MAX_DOCUMENT_BYTES),
+            ));
         }
-        let raw: RawPolicy<'a> = serde_json::from_slice(document)?;
+        let noted = Cell::new(None);
+        let raw =
+            de::read_document(document, &noted).map_err(|e| PolicyError::read(e, noted.get()))?;
         if raw.version != 1 {
-            return Err(PolicyError::document(format!(
-                "unsupported version {} (this sshjit reads version 1)",
-                raw.version
-            )));
+            return Err(PolicyError::document(
+                ErrorKind::Version,
+                format!(
+                    "unsupported version {} (this sshjit reads version 1)",
+                    raw.version
+                ),
+            ));
         }
         if raw.grants.len() > MAX_GRANTS {
-            return Err(PolicyError::document(format!(
-                "more than {MAX_GRANTS} grants"
-            )));
+            return Err(PolicyError::document(
+                ErrorKind::TooLarge,
+                format!("more than {MAX_GRANTS} grants"),
+            ));
         }
         if raw.revocations.len() > MAX_REVOCATIONS {
-            return Err(PolicyError::document(format!(
-                "more than {MAX_REVOCATIONS} revocations"
-            )));
+            return Err(PolicyError::document(
+                ErrorKind::TooLarge,
+                format!("more than {MAX_REVOCATIONS} revocations"),
+            ));
         }
         let policy = Policy {
             version: 1,
@@ -450,6 +479,7 @@ impl<'a> Policy<'a> {
         for (i, g) in self.grants.iter().enumerate() {
             if let Some(first) = seen.insert(g.id.as_str(), i) {
                 return Err(PolicyError::entry(
+                    ErrorKind::DuplicateId,
                     format!("grants[{i}]"),
                     format!(
                         "duplicate grant id {} (first used by grants[{first}])",
@@ -489,8 +519,8 @@ impl<'a> Policy<'a> {
     /// The document as pretty JSON with a final newline, re-validated:
     /// what is written is always something `parse` accepts.
     pub fn to_document(&self) -> Result<Vec<u8>, PolicyError> {
-        let mut out =
-            serde_json::to_vec_pretty(self).map_err(|e| PolicyError::document(e.to_string()))?;
+        let mut out = serde_json::to_vec_pretty(self)
+            .map_err(|e| PolicyError::document(ErrorKind::InvalidValue, e.to_string()))?;
         out.push(b'\n');
         Policy::parse(&out)?;
         Ok(out)
@@ -501,5 +531,6 @@ impl<'a> Policy<'a> {
     }
 }
 
+mod de;
 #[cfg(test)]
 mod tests;

@@ -613,3 +613,85 @@ fn bounds_are_enforced() {
     let big = vec![b' '; MAX_DOCUMENT_BYTES + 1];
     assert!(parse_err(&big).message.contains("larger than"));
 }
+
+#[test]
+fn every_refusal_has_its_kind_and_the_hint_follows_the_kind() {
+    let g = grant("g-1", "deploy", KEY_A);
+    let grants = |g: Value| doc(vec![g], vec![]);
+    let cases: Vec<(Vec<u8>, ErrorKind, Option<&str>)> = vec![
+        (b"{\"version\": 1,".to_vec(), ErrorKind::Syntax, Some("not valid JSON")),
+        (b"{\"version\": 1} x".to_vec(), ErrorKind::Syntax, Some("not valid JSON")),
+        (br#"{"version": "1"}"#.to_vec(), ErrorKind::WrongType, None),
+        (b"[]".to_vec(), ErrorKind::WrongType, None),
+        (br#"{"version": 1, "grnats": []}"#.to_vec(), ErrorKind::UnknownField, Some("unknown fields are refused")),
+        (grants(with(g.clone(), "expires", json!("x"))), ErrorKind::UnknownField, Some("misspelt")),
+        (grants(without(g.clone(), "expires_at")), ErrorKind::MissingField("expires_at"), Some("every grant needs an end")),
+        (grants(without(g.clone(), "reason")), ErrorKind::MissingField("reason"), Some("every grant needs a reason")),
+        (grants(without(g.clone(), "user")), ErrorKind::MissingField("user"), Some("add the missing field")),
+        (br#"{"grants": []}"#.to_vec(), ErrorKind::MissingField("version"), Some("add the missing field")),
+        (br#"{"version": 1, "frozen": true, "frozen": false}"#.to_vec(), ErrorKind::DuplicateField, Some("keep one")),
+        (
+            format!(r#"{{"version": 1, "grants": [{{"id": "g", "id": "h", "user": "u", "key": "{KEY_A}", "expires_at": "2026-11-21T11:00:00Z", "reason": "r"}}]}}"#).into_bytes(),
+            ErrorKind::DuplicateField,
+            Some("keep one"),
+        ),
+        (grants(with(g.clone(), "expires_at", json!("2026-11-21T11:00:00"))), ErrorKind::TimeWithoutZone, Some("end the time with Z")),
+        (grants(with(g.clone(), "expires_at", json!("soon"))), ErrorKind::InvalidValue, None),
+        (grants(with(g.clone(), "key", json!(format!("restrict {KEY_A}")))), ErrorKind::KeyOptions, Some("\"restrict\" fields")),
+        (grants(with(g.clone(), "key", json!("ssh-dss AAAA"))), ErrorKind::InvalidValue, None),
+        (grants(with(g.clone(), "user", json!("a b"))), ErrorKind::InvalidValue, None),
+        (grants(with(g.clone(), "hosts", json!(["ok", "bad host"]))), ErrorKind::InvalidValue, None),
+        (grants(with(g.clone(), "principal", json!("alice"))), ErrorKind::Selector, Some("one selector each")),
+        (doc(vec![], vec![json!({"user": "a", "principal": "b"})]), ErrorKind::Selector, Some("one selector each")),
+        (grants(with(g.clone(), "not_before", json!("2026-11-21T11:00:00Z"))), ErrorKind::EmptyWindow, None),
+        (doc(vec![g.clone(), g.clone()], vec![]), ErrorKind::DuplicateId, Some("its own id")),
+        (br#"{"version": 2}"#.to_vec(), ErrorKind::Version, None),
+        (grants(with(g.clone(), "hosts", json!(vec!["h"; 257]))), ErrorKind::TooLarge, None),
+        (grants(with(g.clone(), "break_glass", json!("yes"))), ErrorKind::WrongType, None),
+    ];
+    for (bytes, kind, hint) in cases {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let e = parse_err(&bytes);
+        assert_eq!(e.kind, kind, "{text}: {e}");
+        match hint {
+            Some(h) => assert!(
+                e.hint().is_some_and(|got| got.contains(h)),
+                "{text}: {e}: {:?}",
+                e.hint()
+            ),
+            None => assert_eq!(e.hint(), None, "{text}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn optional_fields_take_null_and_a_field_given_twice_counts_its_null() {
+    let mut g = grant("g-1", "deploy", KEY_A);
+    g["not_before"] = Value::Null;
+    g["granted_by"] = Value::Null;
+    g["principal"] = Value::Null;
+    let bytes = doc(vec![g], vec![json!({"user": "x", "grant": null})]);
+    let p = Policy::parse(&bytes).unwrap();
+    assert!(p.grants[0].not_before.is_none() && p.grants[0].granted_by.is_none());
+    assert!(matches!(p.revocations[0].target, Target::User(_)));
+    let e = parse_err(br#"{"version": 1, "serial": null, "serial": 3}"#);
+    assert_eq!(e.kind, ErrorKind::DuplicateField, "{e}");
+    assert!(
+        Policy::parse(br#"{"version": 1, "serial": null}"#)
+            .unwrap()
+            .serial
+            .is_none()
+    );
+    // Strings without escapes still point into the document.
+    let bytes = doc(vec![grant("g-1", "deploy", KEY_A)], vec![]);
+    let p = Policy::parse(&bytes).unwrap();
+    assert!(p.grants[0].id.is_borrowed() && p.grants[0].reason.is_borrowed());
+}
+
+#[test]
+fn a_grant_written_as_a_json_array_is_refused() {
+    let e = parse_err(
+        format!(r#"{{"version": 1, "grants": [["g-1", "deploy", "{KEY_A}"]]}}"#).as_bytes(),
+    );
+    assert_eq!(e.kind, ErrorKind::WrongType, "{e}");
+}
