@@ -152,7 +152,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
         config.sources = list
             .iter()
             .map(|s| {
-                let src = Source::parse(s).map_err(|m| value("source", m))?;
+                let src = Source::parse(s).map_err(|e| value("source", e.to_string()))?;
                 match &src {
                     Source::File(p) if !p.is_absolute() => Err(value(
                         "source",

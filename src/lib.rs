@@ -87,7 +87,7 @@ pub fn host_name(
 }
 
 /// The sources to read: `--policy` when given, else the config's.
-pub fn sources(globals: &Globals, config: &Config) -> Result<Vec<Source>, String> {
+pub fn sources(globals: &Globals, config: &Config) -> Result<Vec<Source>, source::SourceSpecError> {
     match &globals.policy {
         Some(p) => Ok(vec![Source::parse(p)?]),
         None => Ok(config.sources.clone()),

@@ -45,7 +45,8 @@ impl Context {
     pub fn load(globals: &Globals) -> Result<Context, Failure> {
         let config =
             config::load(globals.config.as_deref()).map_err(|e| Failure::refused(e.to_string()))?;
-        let sources = crate::sources(globals, &config).map_err(Failure::usage)?;
+        let sources =
+            crate::sources(globals, &config).map_err(|e| Failure::usage(e.to_string()))?;
         let path = policy_file(&sources)?;
         let file = PolicyFile::resolve(&path)?;
         let syslog = Syslog::new(&config.syslog_socket);

@@ -25,7 +25,7 @@ use sshjit_policy::MAX_DOCUMENT_BYTES;
 /// The old name of [`Scope`].
 #[deprecated(note = "renamed `source::Scope`")]
 pub use url::Scope as Query;
-pub use url::{Scope, Url};
+pub use url::{Scope, Url, UrlError, UrlProblem};
 
 use crate::index::{IndexError, PartRequest, View};
 
@@ -44,16 +44,36 @@ pub enum Source {
 impl Source {
     /// Reads `--policy` or a config `source` entry: an `https://` URL (or
     /// `http://` to a loopback address) or a path.
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub fn parse(spec: &str) -> Result<Self, SourceSpecError> {
         if spec.is_empty() {
-            return Err("empty policy source".into());
+            return Err(SourceSpecError::Empty);
         }
         if spec.contains("://") {
-            return Url::parse(spec).map(Source::Https);
+            return Url::parse(spec)
+                .map(Source::Https)
+                .map_err(SourceSpecError::Url);
         }
         Ok(Source::File(PathBuf::from(spec)))
     }
 }
+
+/// Why a `--policy` or `source` value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpecError {
+    Empty,
+    Url(UrlError),
+}
+
+impl fmt::Display for SourceSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpecError::Empty => f.write_str("empty policy source"),
+            SourceSpecError::Url(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SourceSpecError {}
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -32,44 +32,121 @@ pub struct Scope<'a> {
     pub mode: Option<&'a str>,
 }
 
+/// Why a URL was refused: the URL as given (shortened, escaped) and what
+/// is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlError {
+    pub url: String,
+    pub problem: UrlProblem,
+}
+
+/// What is wrong with a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlProblem {
+    TooLong,
+    /// A character that is not printable ASCII.
+    Character(char),
+    NoScheme,
+    Scheme(String),
+    Fragment,
+    UserInfo,
+    UnclosedBracket,
+    NotIpv6(String),
+    AfterHost(String),
+    NoHost,
+    HostTooLong,
+    NotDnsName(String),
+    Port(String),
+    /// A `%` that does not start a `%XX` escape (in the path or the query).
+    Escape(&'static str),
+    /// A character that must be percent-encoded (where, which).
+    Unencoded(&'static str, char),
+    /// Plain http to anything but a loopback address.
+    PlainHttp,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy URL {:?}: {}", self.url, self.problem)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+impl fmt::Display for UrlProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlProblem::TooLong => write!(f, "longer than {MAX_URL} bytes"),
+            UrlProblem::Character(c) => write!(
+                f,
+                "contains {c:?}: only printable ASCII without spaces (percent-encode the rest)"
+            ),
+            UrlProblem::NoScheme => f.write_str("no scheme"),
+            UrlProblem::Scheme(s) => write!(f, "unsupported scheme {s:?}: use https"),
+            UrlProblem::Fragment => f.write_str("a fragment (#...) has no meaning here"),
+            UrlProblem::UserInfo => f.write_str(
+                "user info (user@ or user:password@) is not supported: use token_file or a client certificate",
+            ),
+            UrlProblem::UnclosedBracket => f.write_str("unclosed [ in the host"),
+            UrlProblem::NotIpv6(h) => write!(f, "{h} is not an IPv6 address"),
+            UrlProblem::AfterHost(r) => write!(f, "unexpected {r:?} after the host"),
+            UrlProblem::NoHost => f.write_str("no host"),
+            UrlProblem::HostTooLong => f.write_str("host name longer than 253 bytes"),
+            UrlProblem::NotDnsName(h) => write!(
+                f,
+                "host {h:?} is not a DNS name or an IP address (IPv6 goes in [brackets]; non-ASCII names in their xn-- form)"
+            ),
+            UrlProblem::Port(p) => write!(f, "port {p:?} is not a number from 1 to 65535"),
+            UrlProblem::Escape(what) => write!(f, "{what}: % must start a %XX escape"),
+            UrlProblem::Unencoded(what, c) => write!(f, "{what}: {c:?} must be percent-encoded"),
+            UrlProblem::PlainHttp => f.write_str(
+                "plain http is allowed only to a loopback address (127.0.0.0/8 or [::1]); use https",
+            ),
+        }
+    }
+}
+
 impl Url {
     /// Parses `https://host[:port][/path][?query]`.
-    pub fn parse(spec: &str) -> Result<Url, String> {
-        let refuse = |why: &str| Err(format!("policy URL {spec:?}: {why}"));
+    pub fn parse(spec: &str) -> Result<Url, UrlError> {
+        let refuse = |problem| UrlError {
+            url: sshjit_policy::text::quote_for_display(spec, 256),
+            problem,
+        };
+        Url::parse_parts(spec).map_err(refuse)
+    }
+
+    fn parse_parts(spec: &str) -> Result<Url, UrlProblem> {
         if spec.len() > MAX_URL {
-            return refuse(&format!("longer than {MAX_URL} bytes"));
+            return Err(UrlProblem::TooLong);
         }
         if let Some(bad) = spec.chars().find(|c| !c.is_ascii_graphic()) {
-            return refuse(&format!(
-                "contains {bad:?}: only printable ASCII without spaces (percent-encode the rest)"
-            ));
+            return Err(UrlProblem::Character(bad));
         }
-        let (scheme, rest) = spec.split_once("://").ok_or("no scheme")?;
+        let (scheme, rest) = spec.split_once("://").ok_or(UrlProblem::NoScheme)?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "https" => true,
             "http" => false,
-            other => return refuse(&format!("unsupported scheme {other:?}: use https")),
+            other => return Err(UrlProblem::Scheme(other.to_owned())),
         };
         if rest.contains('#') {
-            return refuse("a fragment (#...) has no meaning here");
+            return Err(UrlProblem::Fragment);
         }
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, rest) = rest.split_at(authority_end);
         if authority.contains('@') {
-            return refuse(
-                "user info (user@ or user:password@) is not supported: use token_file or a client certificate",
-            );
+            return Err(UrlProblem::UserInfo);
         }
-        let (host, port) =
-            split_host_port(authority).map_err(|m| format!("policy URL {spec:?}: {m}"))?;
+        let (host, port) = split_host_port(authority)?;
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (rest, None),
         };
         let path = if path.is_empty() { "/" } else { path };
-        check_chars(path, "path", b"/").map_err(|m| format!("policy URL {spec:?}: {m}"))?;
+        check_chars(path, "path", b"/")?;
         if let Some(q) = query {
-            check_chars(q, "query", b"/?").map_err(|m| format!("policy URL {spec:?}: {m}"))?;
+            check_chars(q, "query", b"/?")?;
         }
         let url = Url {
             tls,
@@ -79,9 +156,7 @@ impl Url {
             query: query.filter(|q| !q.is_empty()).map(str::to_owned),
         };
         if !tls && !url.is_loopback() {
-            return refuse(
-                "plain http is allowed only to a loopback address (127.0.0.0/8 or [::1]); use https",
-            );
+            return Err(UrlProblem::PlainHttp);
         }
         Ok(url)
     }
@@ -149,19 +224,19 @@ impl fmt::Display for Url {
 }
 
 /// `host[:port]`, host being a DNS name, an IPv4 address or `[IPv6]`.
-fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), UrlProblem> {
     let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']').ok_or("unclosed [ in the host")?;
+        let end = authority.find(']').ok_or(UrlProblem::UnclosedBracket)?;
         let (h, rest) = authority.split_at(end + 1);
         let inner = &h[1..h.len() - 1];
         inner
             .parse::<Ipv6Addr>()
-            .map_err(|_| format!("{h} is not an IPv6 address"))?;
+            .map_err(|_| UrlProblem::NotIpv6(h.to_owned()))?;
         match rest {
             "" => (h, None),
             r => match r.strip_prefix(':') {
                 Some(p) => (h, Some(p)),
-                None => return Err(format!("unexpected {r:?} after the host")),
+                None => return Err(UrlProblem::AfterHost(r.to_owned())),
             },
         }
     } else {
@@ -171,7 +246,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
         }
     };
     if host.is_empty() {
-        return Err("no host".into());
+        return Err(UrlProblem::NoHost);
     }
     if !host.starts_with('[') {
         check_dns_name(host)?;
@@ -183,16 +258,16 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
                 .then(|| p.parse::<u16>().ok())
                 .flatten()
                 .filter(|n| *n != 0)
-                .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?;
+                .ok_or_else(|| UrlProblem::Port(p.to_owned()))?;
             Some(n)
         }
     };
     Ok((host.to_ascii_lowercase(), port))
 }
 
-fn check_dns_name(host: &str) -> Result<(), String> {
+fn check_dns_name(host: &str) -> Result<(), UrlProblem> {
     if host.len() > 253 {
-        return Err("host name longer than 253 bytes".into());
+        return Err(UrlProblem::HostTooLong);
     }
     let host = host.strip_suffix('.').unwrap_or(host);
     for label in host.split('.') {
@@ -204,9 +279,7 @@ fn check_dns_name(host: &str) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!(
-                "host {host:?} is not a DNS name or an IP address (IPv6 goes in [brackets]; non-ASCII names in their xn-- form)"
-            ));
+            return Err(UrlProblem::NotDnsName(host.to_owned()));
         }
     }
     Ok(())
@@ -214,7 +287,7 @@ fn check_dns_name(host: &str) -> Result<(), String> {
 
 /// RFC 3986 path/query characters: unreserved, sub-delims, `:` `@`,
 /// percent-encoded octets, plus `extra`.
-fn check_chars(s: &str, what: &str, extra: &[u8]) -> Result<(), String> {
+fn check_chars(s: &str, what: &'static str, extra: &[u8]) -> Result<(), UrlProblem> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -223,7 +296,7 @@ fn check_chars(s: &str, what: &str, extra: &[u8]) -> Result<(), String> {
             let ok =
                 b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
             if !ok {
-                return Err(format!("{what}: % must start a %XX escape"));
+                return Err(UrlProblem::Escape(what));
             }
             i += 3;
             continue;
@@ -231,7 +304,7 @@ fn check_chars(s: &str, what: &str, extra: &[u8]) -> Result<(), String> {
         let ok =
             c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&c) || extra.contains(&c);
         if !ok {
-            return Err(format!("{what}: {:?} must be percent-encoded", c as char));
+            return Err(UrlProblem::Unencoded(what, c as char));
         }
         i += 1;
     }
@@ -306,7 +379,8 @@ mod tests {
             "http://127.0.0.1.example.com/p",
         ] {
             let e = Url::parse(bad).unwrap_err();
-            assert!(e.contains("plain http"), "{bad}: {e}");
+            assert_eq!(e.problem, UrlProblem::PlainHttp, "{bad}: {e}");
+            assert!(e.to_string().contains("plain http"), "{bad}: {e}");
         }
     }
 

@@ -192,7 +192,7 @@ fn read_back(line: &[u8], g: &Grant<'_>, expiry: &str) -> Result<(), RenderError
     };
     let parsed = match parsed {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e.to_string()),
     };
     let from = g
         .from

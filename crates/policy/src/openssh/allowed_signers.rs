@@ -79,6 +79,61 @@ impl fmt::Display for SignatureError {
 
 impl std::error::Error for SignatureError {}
 
+/// What is wrong with one line of allowed_signers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineProblem {
+    NoPrincipals,
+    UnclosedQuote,
+    CertAuthority,
+    /// An option given twice or without its value (its name).
+    OptionTwice(&'static str),
+    /// An option other than namespaces, valid-after, valid-before.
+    UnsupportedOption(String),
+    /// The options field does not split into `name[="value"]` items.
+    BadOptions(String),
+    /// `name=` not followed by a double-quoted value.
+    OptionNotQuoted(String),
+    OptionUnclosed(String),
+    NoKey,
+    ExpectedKey,
+    Key(crate::InvalidValue),
+    /// A valid-after/valid-before time that is not one.
+    Time(String),
+}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineProblem::NoPrincipals => f.write_str("no principals"),
+            LineProblem::UnclosedQuote => f.write_str("unclosed quote"),
+            LineProblem::CertAuthority => f.write_str(
+                "cert-authority is not supported: list the keys that sign policies themselves",
+            ),
+            LineProblem::OptionTwice(n) => write!(f, "option {n} given twice or without a value"),
+            LineProblem::UnsupportedOption(n) => write!(
+                f,
+                "unsupported option {:?} (supported: namespaces, valid-after, valid-before)",
+                crate::text::quote_for_display(n, 64)
+            ),
+            LineProblem::BadOptions(s) => write!(f, "bad options {s:?}"),
+            LineProblem::OptionNotQuoted(n) => {
+                write!(f, "option {n}: value must be in double quotes")
+            }
+            LineProblem::OptionUnclosed(n) => write!(f, "option {n}: unclosed quote"),
+            LineProblem::NoKey => f.write_str("no key"),
+            LineProblem::ExpectedKey => {
+                f.write_str("expected '<type> <base64>' after the principals and options")
+            }
+            LineProblem::Key(e) => e.fmt(f),
+            LineProblem::Time(v) => write!(
+                f,
+                "time {v:?}: expected YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS, optionally with Z"
+            ),
+        }
+    }
+}
+
 impl AllowedSigners {
     /// Parses allowed_signers text. `zone` gives zone-less times the
     /// meaning OpenSSH gives them (the host's local time).
@@ -217,10 +272,10 @@ fn pattern_list_matches(list: &str, value: &str) -> bool {
 }
 
 /// `principals [options] keytype base64 [comment]`.
-fn parse_line(line_no: usize, line: &str, zone: &dyn LocalTime) -> Result<Entry, String> {
+fn parse_line(line_no: usize, line: &str, zone: &dyn LocalTime) -> Result<Entry, LineProblem> {
     let (principals, rest) = take_field(line)?;
     if principals.is_empty() {
-        return Err("no principals".into());
+        return Err(LineProblem::NoPrincipals);
     }
     let rest = rest.trim_start();
     let (second, after_second) = take_field(rest)?;
@@ -241,10 +296,7 @@ fn parse_line(line_no: usize, line: &str, zone: &dyn LocalTime) -> Result<Entry,
         for (name, value) in split_options(&options)? {
             match (name.to_ascii_lowercase().as_str(), value) {
                 ("cert-authority", None) => {
-                    return Err(
-                        "cert-authority is not supported: list the keys that sign policies themselves"
-                            .into(),
-                    );
+                    return Err(LineProblem::CertAuthority);
                 }
                 ("namespaces", Some(v)) if entry.namespaces.is_none() => {
                     entry.namespaces = Some(v);
@@ -255,15 +307,10 @@ fn parse_line(line_no: usize, line: &str, zone: &dyn LocalTime) -> Result<Entry,
                 ("valid-before", Some(v)) if entry.valid_before.is_none() => {
                     entry.valid_before = Some(parse_time(&v, zone)?);
                 }
-                (n @ ("namespaces" | "valid-after" | "valid-before"), _) => {
-                    return Err(format!("option {n} given twice or without a value"));
-                }
-                (n, _) => {
-                    return Err(format!(
-                        "unsupported option {:?} (supported: namespaces, valid-after, valid-before)",
-                        crate::text::quote_for_display(n, 64)
-                    ));
-                }
+                ("namespaces", _) => return Err(LineProblem::OptionTwice("namespaces")),
+                ("valid-after", _) => return Err(LineProblem::OptionTwice("valid-after")),
+                ("valid-before", _) => return Err(LineProblem::OptionTwice("valid-before")),
+                (n, _) => return Err(LineProblem::UnsupportedOption(n.to_owned())),
             }
         }
     }
@@ -272,9 +319,9 @@ fn parse_line(line_no: usize, line: &str, zone: &dyn LocalTime) -> Result<Entry,
 
 /// One whitespace-separated field; double quotes group (and are removed
 /// from a quoted principals field, as OpenSSH does).
-fn take_field(s: &str) -> Result<(String, &str), String> {
+fn take_field(s: &str) -> Result<(String, &str), LineProblem> {
     if let Some(rest) = s.strip_prefix('"') {
-        let end = rest.find('"').ok_or("unclosed quote")?;
+        let end = rest.find('"').ok_or(LineProblem::UnclosedQuote)?;
         return Ok((rest[..end].to_owned(), &rest[end + 1..]));
     }
     let mut in_quote = false;
@@ -286,7 +333,7 @@ fn take_field(s: &str) -> Result<(String, &str), String> {
         }
     }
     if in_quote {
-        return Err("unclosed quote".into());
+        return Err(LineProblem::UnclosedQuote);
     }
     Ok((s.to_owned(), ""))
 }
@@ -295,36 +342,36 @@ fn looks_like_key_type(s: &str) -> bool {
     s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-")
 }
 
-fn parse_key(text: &str) -> Result<KeyData, String> {
+fn parse_key(text: &str) -> Result<KeyData, LineProblem> {
     if text.is_empty() {
-        return Err("no key".into());
+        return Err(LineProblem::NoKey);
     }
     let mut parts = text.split_whitespace();
     let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
-        return Err("expected '<type> <base64>' after the principals and options".into());
+        return Err(LineProblem::ExpectedKey);
     };
-    let key = AuthorizedKey::parse(format!("{kind} {b64}")).map_err(|e| e.to_string())?;
+    let key = AuthorizedKey::parse(format!("{kind} {b64}")).map_err(LineProblem::Key)?;
     Ok(key.key_data())
 }
 
 /// `a,b="x,y",c` → [(a, None), (b, Some("x,y")), (c, None)].
-fn split_options(s: &str) -> Result<Vec<(String, Option<String>)>, String> {
+fn split_options(s: &str) -> Result<Vec<(String, Option<String>)>, LineProblem> {
     let mut out = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {
         let name_end = rest.find([',', '=']).unwrap_or(rest.len());
         let name = &rest[..name_end];
         if name.is_empty() {
-            return Err(format!("bad options {s:?}"));
+            return Err(LineProblem::BadOptions(s.to_owned()));
         }
         rest = &rest[name_end..];
         let value = if let Some(r) = rest.strip_prefix('=') {
             let r = r
                 .strip_prefix('"')
-                .ok_or_else(|| format!("option {name}: value must be in double quotes"))?;
+                .ok_or_else(|| LineProblem::OptionNotQuoted(name.to_owned()))?;
             let end = r
                 .find('"')
-                .ok_or_else(|| format!("option {name}: unclosed quote"))?;
+                .ok_or_else(|| LineProblem::OptionUnclosed(name.to_owned()))?;
             rest = &r[end + 1..];
             Some(r[..end].to_owned())
         } else {
@@ -333,23 +380,21 @@ fn split_options(s: &str) -> Result<Vec<(String, Option<String>)>, String> {
         out.push((name.to_owned(), value));
         rest = match rest.strip_prefix(',') {
             Some(r) if !r.is_empty() => r,
-            Some(_) => return Err(format!("bad options {s:?}")),
+            Some(_) => return Err(LineProblem::BadOptions(s.to_owned())),
             None if rest.is_empty() => rest,
-            None => return Err(format!("bad options {s:?}")),
+            None => return Err(LineProblem::BadOptions(s.to_owned())),
         };
     }
     Ok(out)
 }
 
 /// `YYYYMMDD[HHMM[SS]][Z]`: UTC with `Z`, else local time as OpenSSH reads it.
-fn parse_time(v: &str, zone: &dyn LocalTime) -> Result<i64, String> {
+fn parse_time(v: &str, zone: &dyn LocalTime) -> Result<i64, LineProblem> {
     let (digits, utc) = match v.strip_suffix(['Z', 'z']) {
         Some(d) => (d, true),
         None => (v, false),
     };
-    let bad = || {
-        format!("time {v:?}: expected YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS, optionally with Z")
-    };
+    let bad = || LineProblem::Time(v.to_owned());
     if !matches!(digits.len(), 8 | 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }

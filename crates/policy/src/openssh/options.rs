@@ -27,6 +27,56 @@ impl SshdLine {
     }
 }
 
+/// Why sshd would refuse a line (the names follow OpenSSH's messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineError {
+    /// An option value that does not start with `"`.
+    NotQuoted,
+    /// An option value without its closing `"`.
+    MissingEndQuote,
+    /// An option value that is not UTF-8.
+    NotUtf8,
+    /// An option sshd does not know; the start of the text there.
+    UnsupportedOption(String),
+    /// Something other than `,` or a blank after an option.
+    UnknownKeyOption,
+    /// A `,` with no option after it.
+    UnexpectedEnd,
+    /// A line break or NUL inside the line.
+    LineBreak,
+    /// A quote opened and never closed before the key.
+    UnterminatedQuote,
+    /// The two readers sshd applies end the options in different places.
+    ReadersDisagree,
+    /// No `<type> <base64>` after the options.
+    NoKey,
+    /// An empty or comment line (principals).
+    EmptyOrComment,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::NotQuoted => f.write_str("value is not quoted"),
+            LineError::MissingEndQuote => f.write_str("missing end quote"),
+            LineError::NotUtf8 => f.write_str("value is not UTF-8"),
+            LineError::UnsupportedOption(at) => write!(f, "unsupported option at {at:?}"),
+            LineError::UnknownKeyOption => f.write_str("unknown key option"),
+            LineError::UnexpectedEnd => f.write_str("unexpected end-of-options"),
+            LineError::LineBreak => f.write_str("line breaks or NUL inside a line"),
+            LineError::UnterminatedQuote => f.write_str("unterminated quote"),
+            LineError::ReadersDisagree => {
+                f.write_str("options end in a different place for the two readers")
+            }
+            LineError::NoKey => f.write_str("no key after the options"),
+            LineError::EmptyOrComment => f.write_str("empty or comment line"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
 /// Options sshd knows and whether they take a value (auth-options.c).
 const KNOWN: &[(&str, bool)] = &[
     ("restrict", false),
@@ -56,9 +106,9 @@ const KNOWN: &[(&str, bool)] = &[
 
 /// `opt_dequote`: a value must start with `"`; `\"` yields `"`, every
 /// other byte is kept; the value ends at the first other `"`.
-fn dequote(s: &[u8]) -> Result<(String, usize), String> {
+fn dequote(s: &[u8]) -> Result<(String, usize), LineError> {
     if s.first() != Some(&b'"') {
-        return Err("value is not quoted".into());
+        return Err(LineError::NotQuoted);
     }
     let mut out = Vec::new();
     let mut i = 1;
@@ -70,15 +120,15 @@ fn dequote(s: &[u8]) -> Result<(String, usize), String> {
         i += 1;
     }
     if i >= s.len() {
-        return Err("missing end quote".into());
+        return Err(LineError::MissingEndQuote);
     }
-    let value = String::from_utf8(out).map_err(|_| "value is not UTF-8".to_owned())?;
+    let value = String::from_utf8(out).map_err(|_| LineError::NotUtf8)?;
     Ok((value, i + 1))
 }
 
 /// `sshauthopt_parse`: options up to the first blank outside quotes.
 /// Returns the options and the number of bytes consumed.
-pub fn parse_options(s: &str) -> Result<(Vec<SshdOption>, usize), String> {
+pub fn parse_options(s: &str) -> Result<(Vec<SshdOption>, usize), LineError> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut options = Vec::new();
@@ -97,10 +147,7 @@ pub fn parse_options(s: &str) -> Result<(Vec<SshdOption>, usize), String> {
                     }
             })
             .copied()
-            .ok_or_else(|| {
-                let at: String = rest.chars().take(20).collect();
-                format!("unsupported option at {at:?}")
-            })?;
+            .ok_or_else(|| LineError::UnsupportedOption(rest.chars().take(20).collect()))?;
         i += name.len();
         let value = if takes_value {
             i += 1;
@@ -118,20 +165,20 @@ pub fn parse_options(s: &str) -> Result<(Vec<SshdOption>, usize), String> {
             break;
         }
         if b[i] != b',' {
-            return Err("unknown key option".into());
+            return Err(LineError::UnknownKeyOption);
         }
         i += 1;
         if i >= b.len() {
-            return Err("unexpected end-of-options".into());
+            return Err(LineError::UnexpectedEnd);
         }
     }
     Ok((options, i))
 }
 
 /// An authorized_keys line with options, as check_authkey_line reads it.
-pub fn parse_keys_line(line: &str) -> Result<SshdLine, String> {
+pub fn parse_keys_line(line: &str) -> Result<SshdLine, LineError> {
     if line.contains('\n') || line.contains('\0') {
-        return Err("line breaks or NUL inside a line".into());
+        return Err(LineError::LineBreak);
     }
     let line = line.trim_start_matches([' ', '\t']);
     // sshkey_advance_past_options: the options end at the first blank
@@ -147,11 +194,11 @@ pub fn parse_keys_line(line: &str) -> Result<SshdLine, String> {
         i += 1;
     }
     if quoted {
-        return Err("unterminated quote".into());
+        return Err(LineError::UnterminatedQuote);
     }
     let (options, used) = parse_options(line)?;
     if used != i {
-        return Err("options end in a different place for the two readers".into());
+        return Err(LineError::ReadersDisagree);
     }
     let subject = line[i..]
         .trim_start_matches([' ', '\t'])
@@ -159,7 +206,7 @@ pub fn parse_keys_line(line: &str) -> Result<SshdLine, String> {
     let mut parts = subject.split([' ', '\t']).filter(|p| !p.is_empty());
     match (parts.next(), parts.next()) {
         (Some(_), Some(_)) => {}
-        _ => return Err("no key after the options".into()),
+        _ => return Err(LineError::NoKey),
     }
     Ok(SshdLine {
         options,
@@ -169,15 +216,15 @@ pub fn parse_keys_line(line: &str) -> Result<SshdLine, String> {
 
 /// A principals line, as check_principals_line reads it: the principal is
 /// what follows the last blank; the options are parsed from the start.
-pub fn parse_principals_line(line: &str) -> Result<SshdLine, String> {
+pub fn parse_principals_line(line: &str) -> Result<SshdLine, LineError> {
     if line.contains('\n') || line.contains('\0') {
-        return Err("line breaks or NUL inside a line".into());
+        return Err(LineError::LineBreak);
     }
     let line = line
         .trim_start_matches([' ', '\t'])
         .trim_end_matches([' ', '\t']);
     if line.is_empty() || line.starts_with('#') {
-        return Err("empty or comment line".into());
+        return Err(LineError::EmptyOrComment);
     }
     let last_blank = line.rfind([' ', '\t']);
     let (options, subject) = match last_blank {
