@@ -15,9 +15,6 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-#[global_allocator]
-static HEAP: sshjit::system::CountingAlloc = sshjit::system::CountingAlloc;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -55,32 +52,27 @@ fn measure(cmd: &mut Command) -> Duration {
     wall
 }
 
-/// Peak heap bytes of one `sshjit keys` call, run in this process through
-/// the library (the same code path as the binary, output to a buffer).
-fn peak_heap(policy: &Path, config: &Path, user: &str) -> usize {
-    let globals = sshjit::Globals {
-        config: Some(config.to_owned()),
-        policy: Some(policy.display().to_string()),
-        host: Some("web-1".into()),
-    };
-    let args = sshjit::login::LoginArgs {
-        mode: sshjit::login::ModeKind::Keys,
-        user: user.to_owned(),
-        fingerprint: None,
-        key_id: None,
-        serial: None,
-    };
-    let mut out = Vec::with_capacity(4096);
-    let base = sshjit::system::CountingAlloc::reset_peak();
-    let code = sshjit::login::run_to(&globals, &args, std::time::Instant::now(), &mut out);
-    let peak = sshjit::system::CountingAlloc::peak() - base;
-    assert_eq!(code, 0);
-    assert!(!out.is_empty());
-    peak
-}
-
-fn kib(bytes: usize) -> String {
-    format!("{:.0}", bytes as f64 / 1024.0)
+/// Peak resident memory of one run of `cmd` in KiB: the child's
+/// `ru_maxrss`, as GNU time (`/usr/bin/time`, Debian's `time`) reports it.
+fn peak_rss_kib(cmd: &Command) -> u64 {
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let out = timed
+        .output()
+        .expect("/usr/bin/time (apt-get install time)");
+    assert!(out.status.success(), "{timed:?}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {text}"))
 }
 
 fn keys_cmd(policy: &Path, config: &Path, user: &str) -> Command {
@@ -99,8 +91,9 @@ struct Row {
     cat: Duration,
     indexed: Duration,
     whole: Duration,
-    heap_indexed: usize,
-    heap_whole: usize,
+    rss_cat: u64,
+    rss_indexed: u64,
+    rss_whole: u64,
     policy_bytes: usize,
 }
 
@@ -158,8 +151,9 @@ fn helper_against_cat(sizes: &[usize], runs: usize) -> Vec<Row> {
             cat: median(t_cat),
             indexed: median(t_idx),
             whole: median(t_whole),
-            heap_indexed: peak_heap(&indexed, &config, &user),
-            heap_whole: peak_heap(&whole, &config, &user),
+            rss_cat: peak_rss_kib(Command::new("cat").arg(&authorized_keys)),
+            rss_indexed: peak_rss_kib(&keys_cmd(&indexed, &config, &user)),
+            rss_whole: peak_rss_kib(&keys_cmd(&whole, &config, &user)),
             policy_bytes: doc.len(),
         });
         eprintln!("  measured {n} grants");
@@ -169,15 +163,15 @@ fn helper_against_cat(sizes: &[usize], runs: usize) -> Vec<Row> {
 
 fn print_rows(rows: &[Row], runs: usize) {
     println!(
-        "\n## sshjit keys vs cat (medians of {runs} runs, ms; peak heap of one call, measured in-process)\n"
+        "\n## sshjit keys vs cat (medians of {runs} runs, ms; peak resident memory of one call, KiB)\n"
     );
     println!(
-        "| grants | policy bytes | cat | sshjit (index) | ratio | sshjit (whole document) | ratio | peak heap, index (KiB) | peak heap, whole (KiB) |"
+        "| grants | policy bytes | cat | sshjit (index) | ratio | sshjit (whole document) | ratio | peak RSS, cat | peak RSS, index | peak RSS, whole |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
             r.n,
             r.policy_bytes,
             ms(r.cat),
@@ -185,8 +179,9 @@ fn print_rows(rows: &[Row], runs: usize) {
             r.indexed.as_secs_f64() / r.cat.as_secs_f64(),
             ms(r.whole),
             r.whole.as_secs_f64() / r.cat.as_secs_f64(),
-            kib(r.heap_indexed),
-            kib(r.heap_whole),
+            r.rss_cat,
+            r.rss_indexed,
+            r.rss_whole,
         );
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {

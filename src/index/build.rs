@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::mem::Discriminant;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ssh_key::sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use super::lookup::Identity;
 use super::{
     ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, Kind, MAGIC, SUFFIX, entry_check, fnv1a, racy_window,
 };
+use crate::fs::atomic;
 use crate::fs::secure::open_secure;
 use sshjit_policy::MAX_DOCUMENT_BYTES;
 use sshjit_policy::evaluate::{Name, grant_names, revoked_name};
@@ -195,43 +196,26 @@ pub fn write_for(policy_path: &Path) -> io::Result<Written> {
     let (document, identity, read_at) = read_settled(policy_path)?;
     let bytes = build(&document, &identity, read_at).map_err(io::Error::other)?;
     let target = index_path(policy_path);
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // One fixed name: the caller holds the policy's lock, and a temp file
-    // left by an interrupted run is simply replaced.
-    let tmp = dir.join(format!(
+    // One fixed temp name: the caller holds the policy's lock, and a temp
+    // file left by an interrupted run is simply replaced. Same owner as
+    // the policy, so the helper's checks treat both alike.
+    let temp = atomic::dir_of(&target).join(format!(
         ".{}.tmp",
         target
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("policy.idx")
     ));
-    {
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        let written = f
-            .write_all(&bytes)
-            .and_then(|()| {
-                // Same owner as the policy, so the helper's checks treat both alike.
-                std::os::unix::fs::fchown(&f, Some(identity_owner(policy_path)?), None)
-            })
-            .and_then(|()| f.sync_all());
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    }
-    if let Err(e) = fs::rename(&tmp, &target) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::File::open(dir)?.sync_all()?;
+    atomic::write(
+        &target,
+        &bytes,
+        atomic::Options {
+            mode: 0o644,
+            owner: Some(identity_owner(policy_path)?),
+            temp: Some(&temp),
+        },
+    )
+    .map_err(io::Error::other)?;
     Ok(Written {
         path: target,
         bytes: bytes.len(),

@@ -36,10 +36,6 @@ impl Syslog {
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Sends one line. When the socket is missing or refuses, the line goes
     /// to stderr instead, so it is never silently lost.
     pub fn log(&self, severity: Severity, message: &str) {

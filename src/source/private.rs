@@ -7,12 +7,13 @@
 
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::fs::secure as file;
+use crate::fs::{atomic, lock};
 use crate::system;
 
 /// A checked private directory.
@@ -151,27 +152,8 @@ impl PrivateDir {
     /// Replaces `name` atomically with a 0600 file holding `bytes`.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), PrivateError> {
         let path = self.join(name);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmp = self.join(&format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.path)?.sync_all()
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(err(&path, format!("cannot write: {e}")));
-        }
-        Ok(())
+        atomic::write(&path, bytes, atomic::Options::mode(0o600))
+            .map_err(|e| err(&path, format!("cannot write: {e}")))
     }
 
     /// Marks `name` as confirmed now (its mtime), without rewriting it.
@@ -201,21 +183,13 @@ impl PrivateDir {
             .map_err(|e| err(&path, format!("cannot open the lock: {e}")))?;
         let meta = f.metadata().map_err(|e| err(&path, e.to_string()))?;
         self.check_file(&path, &meta)?;
-        loop {
-            match system::try_lock_exclusive(&f) {
-                Ok(true) => return Ok(f),
-                Ok(false) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(false) => {
-                    return Err(err(
-                        &path,
-                        "lock still held by another sshjit at the deadline",
-                    ));
-                }
-                Err(e) => return Err(err(&path, e.to_string())),
+        lock::wait(&f, lock::Kind::Exclusive, deadline, None).map_err(|e| match e {
+            lock::LockError::Timeout { .. } => {
+                err(&path, "lock still held by another sshjit at the deadline")
             }
-        }
+            lock::LockError::Io(e) => err(&path, e.to_string()),
+        })?;
+        Ok(f)
     }
 }
 

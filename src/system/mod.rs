@@ -130,27 +130,6 @@ fn mktime_standard(c: &Civil) -> Option<i64> {
     Some(i64::from(t))
 }
 
-/// Fills `buf` from the kernel's random number generator (getrandom(2)),
-/// which blocks only until the pool is first initialised at boot.
-pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live, writable
-        // slice; getrandom writes at most that many bytes into it.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled += n as usize;
-    }
-    Ok(())
-}
-
 /// The instant that local calendar fields (this host's zone, summer time
 /// decided by the zone rules) name, as syslog's classic timestamps are
 /// written. `None` when the fields are out of range or do not exist.
@@ -177,67 +156,4 @@ fn zeroed_tm() -> libc::tm {
     // SAFETY: `tm` is a plain C struct of integers and (on glibc) a pointer
     // to the zone name, for which all-zero bytes is a valid value.
     unsafe { std::mem::zeroed() }
-}
-
-/// Tries to take an exclusive advisory lock (flock(2)) on an open file;
-/// `Ok(false)` when another process holds it. Released when the file is
-/// closed. (std's `File::try_lock` needs Rust 1.89; the crate's MSRV is 1.85.)
-pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is valid for as long as `file` is borrowed;
-    // flock does not touch memory.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// A global allocator that counts the bytes in use and their peak, for
-/// measuring the memory of one helper call in-process (benchmarks install
-/// it with `#[global_allocator]`; the binary does not).
-pub struct CountingAlloc;
-
-static HEAP_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static HEAP_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-impl CountingAlloc {
-    /// Starts a new measurement: the peak becomes what is in use now.
-    pub fn reset_peak() -> usize {
-        use std::sync::atomic::Ordering;
-        let now = HEAP_IN_USE.load(Ordering::SeqCst);
-        HEAP_PEAK.store(now, Ordering::SeqCst);
-        now
-    }
-
-    /// The highest number of bytes in use since the last reset.
-    pub fn peak() -> usize {
-        HEAP_PEAK.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which
-// upholds GlobalAlloc's contract; the counters are only bookkeeping.
-unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        use std::sync::atomic::Ordering;
-        // SAFETY: forwarded with the caller's layout (see the impl).
-        let p = unsafe { std::alloc::System.alloc(layout) };
-        if !p.is_null() {
-            let now = HEAP_IN_USE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
-            HEAP_PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { std::alloc::System.dealloc(ptr, layout) };
-        HEAP_IN_USE.fetch_sub(layout.size(), std::sync::atomic::Ordering::SeqCst);
-    }
 }

@@ -115,7 +115,7 @@ fn check_after_kill(a: &Admin, completed: &BTreeSet<String>, context: &str) {
 
 fn random_below(n: u64) -> u64 {
     let mut b = [0u8; 8];
-    sshjit::system::random_bytes(&mut b).unwrap();
+    getrandom::getrandom(&mut b).unwrap();
     u64::from_le_bytes(b) % n.max(1)
 }
 

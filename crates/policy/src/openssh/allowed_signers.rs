@@ -167,7 +167,7 @@ impl AllowedSigners {
         armored: &[u8],
         now: i64,
     ) -> Result<Signer, SignatureError> {
-        let sig = SshSig::from_pem(trim_ascii(armored)).map_err(|e| {
+        let sig = SshSig::from_pem(armored.trim_ascii()).map_err(|e| {
             SignatureError::Malformed(format!("not an ssh-keygen -Y sign signature ({e})"))
         })?;
         if sig.namespace() != NAMESPACE {
@@ -247,10 +247,6 @@ impl Entry {
         }
         None
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
 }
 
 /// OpenSSH's pattern lists: comma-separated globs, `!` negates and wins.
