@@ -11,33 +11,15 @@ use crate::support::*;
 
 /// Runs `keys USER` against `doc` with logs on stderr.
 fn keys(dir: &TestDir, doc: &Value, user: &str) -> Run {
-    let policy = dir.policy(doc);
-    let config = dir.config("");
-    run(&[
-        "keys",
-        user,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "web-1",
-    ])
+    Globals::new(dir.policy(doc), dir.config(""))
+        .host("web-1")
+        .run(&["keys", user])
 }
 
 fn keys_raw(dir: &TestDir, document: &str, user: &str) -> Run {
-    let policy = dir.write("policy.json", document);
-    let config = dir.config("");
-    run(&[
-        "keys",
-        user,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "web-1",
-    ])
+    Globals::new(dir.write("policy.json", document), dir.config(""))
+        .host("web-1")
+        .run(&["keys", user])
 }
 
 fn b64(key: &str) -> &str {
@@ -55,18 +37,12 @@ fn prints_valid_keys_with_options() {
     let mut h = key_grant("g-2", "deploy", KEY_B);
     h["expires_at"] = json!("2099-06-30T12:00:00Z");
     h["hosts"] = json!(["WEB-*"]);
-    let r = run(&[
-        "keys",
-        "deploy",
-        "--policy",
-        dir.policy(&doc(vec![g, h, key_grant("g-3", "other", KEY_A)], vec![]))
-            .to_str()
-            .unwrap(),
-        "--config",
-        dir.config("expiry_time = \"utc\"").to_str().unwrap(),
-        "--host",
-        "web-1",
-    ]);
+    let r = Globals::new(
+        dir.policy(&doc(vec![g, h, key_grant("g-3", "other", KEY_A)], vec![])),
+        dir.config("expiry_time = \"utc\""),
+    )
+    .host("web-1")
+    .run(&["keys", "deploy"]);
     r.assert_ok();
     assert_eq!(
         r.stdout,
@@ -106,24 +82,18 @@ fn prints_principals() {
         ],
         vec![],
     );
-    let policy = dir.policy(&d);
-    let config = dir.config("");
-    let r = run(&[
-        "principals",
-        "deploy",
-        "--key-id",
-        "alice@corp",
-        "--serial",
-        "7",
-        "--fingerprint",
-        FP_A,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "web-1",
-    ]);
+    let r = Globals::new(dir.policy(&d), dir.config(""))
+        .host("web-1")
+        .run(&[
+            "principals",
+            "deploy",
+            "--key-id",
+            "alice@corp",
+            "--serial",
+            "7",
+            "--fingerprint",
+            FP_A,
+        ]);
     r.assert_ok();
     let names: Vec<&str> = r
         .stdout
@@ -200,14 +170,7 @@ fn the_config_supplies_source_and_host_and_flags_override_it() {
         "other.json",
         serde_json::to_vec(&doc(vec![], vec![])).unwrap(),
     );
-    let r = run(&[
-        "keys",
-        "deploy",
-        "--config",
-        c,
-        "--policy",
-        other.to_str().unwrap(),
-    ]);
+    let r = Globals::new(&other, &config).run(&["keys", "deploy"]);
     r.assert_ok();
     assert_eq!(r.stdout, "", "--policy overrides the config");
 }
@@ -290,16 +253,9 @@ fn bad_documents_deny() {
         let _ = what;
     }
     let invalid_utf8 = dir.write("bin.json", b"{\"version\": 1, \"serial\": \xff}");
-    let config = dir.config("");
-    run(&[
-        "keys",
-        "deploy",
-        "--policy",
-        invalid_utf8.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .assert_denied();
+    Globals::new(&invalid_utf8, dir.config(""))
+        .run(&["keys", "deploy"])
+        .assert_denied();
 }
 
 #[test]
@@ -319,9 +275,11 @@ fn one_bad_entry_denies_everyone() {
 #[test]
 fn bad_arguments_deny() {
     let dir = TestDir::new("bad-args");
-    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
-    let config = dir.config("");
-    let (p, c) = (policy.to_str().unwrap(), config.to_str().unwrap());
+    let globals = Globals::new(
+        dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![])),
+        dir.config(""),
+    );
+    let web_1 = globals.host("web-1");
     for user in [
         "../x",
         "a b",
@@ -333,9 +291,7 @@ fn bad_arguments_deny() {
         "dep,loy",
         "x/../deploy",
     ] {
-        let r = run(&[
-            "keys", user, "--policy", p, "--config", c, "--host", "web-1",
-        ]);
+        let r = web_1.run(&["keys", user]);
         r.assert_denied();
         assert_eq!(r.code, Some(2), "{user:?}: {r:?}");
     }
@@ -348,26 +304,12 @@ fn bad_arguments_deny() {
         ("--fingerprint", "SHA256:short"),
         ("--key-id", "a\nb"),
     ] {
-        let r = run(&[
-            "principals",
-            "deploy",
-            flag,
-            value,
-            "--policy",
-            p,
-            "--config",
-            c,
-            "--host",
-            "web-1",
-        ]);
+        let r = web_1.run(&["principals", "deploy", flag, value]);
         r.assert_denied();
         assert_eq!(r.code, Some(2), "{flag} {value:?}: {r:?}");
     }
     for host in ["web 1", "-web", "web/1", ""] {
-        run(&[
-            "keys", "deploy", "--policy", p, "--config", c, "--host", host,
-        ])
-        .assert_denied();
+        globals.host(host).run(&["keys", "deploy"]).assert_denied();
     }
     // Missing USER, unknown flags, keys with certificate flags.
     for args in [
@@ -376,23 +318,10 @@ fn bad_arguments_deny() {
         vec!["keys", "deploy", "--serial", "1"],
         vec!["keys", "deploy", "extra"],
     ] {
-        let mut a = args.clone();
-        a.extend(["--policy", p, "--config", c]);
-        run(&a).assert_denied();
+        globals.run(&args).assert_denied();
     }
     // An empty key ID is what sshd's %i gives for a certificate without one.
-    let r = run(&[
-        "principals",
-        "deploy",
-        "--key-id",
-        "",
-        "--policy",
-        p,
-        "--config",
-        c,
-        "--host",
-        "web-1",
-    ]);
+    let r = web_1.run(&["principals", "deploy", "--key-id", ""]);
     r.assert_ok();
 }
 
@@ -400,7 +329,6 @@ fn bad_arguments_deny() {
 fn config_problems_deny() {
     let dir = TestDir::new("bad-config");
     let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
-    let p = policy.to_str().unwrap();
     for (what, extra) in [
         ("unknown key", "sauce = \"/etc/sshjit/policy.json\""),
         ("relative source", "source = \"policy.json\""),
@@ -408,37 +336,17 @@ fn config_problems_deny() {
         ("syntax", "source = "),
     ] {
         let c = dir.config(extra);
-        let r = run(&[
-            "keys",
-            "deploy",
-            "--config",
-            c.to_str().unwrap(),
-            "--policy",
-            p,
-        ]);
+        let r = Globals::new(&policy, &c).run(&["keys", "deploy"]);
         r.assert_denied();
         assert!(r.stderr.contains("config"), "{what}: {}", r.stderr);
     }
     let missing = dir.join("nope.toml");
-    run(&[
-        "keys",
-        "deploy",
-        "--config",
-        missing.to_str().unwrap(),
-        "--policy",
-        p,
-    ])
-    .assert_denied();
+    Globals::new(&policy, &missing)
+        .run(&["keys", "deploy"])
+        .assert_denied();
     let c = dir.config("");
     fs::set_permissions(&c, fs::Permissions::from_mode(0o666)).unwrap();
-    let r = run(&[
-        "keys",
-        "deploy",
-        "--config",
-        c.to_str().unwrap(),
-        "--policy",
-        p,
-    ]);
+    let r = Globals::new(&policy, &c).run(&["keys", "deploy"]);
     r.assert_denied();
     assert!(
         r.stderr.contains("writable by group or others"),
@@ -449,17 +357,9 @@ fn config_problems_deny() {
 
 /// Runs keys against whatever `policy` path is, with a good config.
 fn keys_at(dir: &TestDir, policy: &std::path::Path) -> Run {
-    let config = dir.config("");
-    run(&[
-        "keys",
-        "deploy",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "h",
-    ])
+    Globals::new(policy, dir.config(""))
+        .host("h")
+        .run(&["keys", "deploy"])
 }
 
 #[test]
@@ -563,7 +463,6 @@ fn every_revocation_kind_denies() {
         principal_grant("g-2", "deploy", "alice"),
     ];
     let config = dir.config("");
-    let c = config.to_str().unwrap();
     for (rev, key_gone, principal_gone) in [
         (json!({"grant": "g-1"}), true, false),
         (json!({"grant": "g-2"}), false, true),
@@ -573,26 +472,18 @@ fn every_revocation_kind_denies() {
         (json!({"key_id": "cert-1"}), false, true),
         (json!({"serial": 99}), false, true),
     ] {
-        let p = dir.policy(&doc(grants.clone(), vec![rev.clone()]));
-        let p = p.to_str().unwrap();
-        let k = run(&[
-            "keys", "deploy", "--policy", p, "--config", c, "--host", "h",
-        ]);
+        let globals =
+            Globals::new(dir.policy(&doc(grants.clone(), vec![rev.clone()])), &config).host("h");
+        let k = globals.run(&["keys", "deploy"]);
         k.assert_ok();
         assert_eq!(k.stdout.is_empty(), key_gone, "{rev}: {k:?}");
-        let pr = run(&[
+        let pr = globals.run(&[
             "principals",
             "deploy",
             "--key-id",
             "cert-1",
             "--serial",
             "99",
-            "--policy",
-            p,
-            "--config",
-            c,
-            "--host",
-            "h",
         ]);
         pr.assert_ok();
         assert_eq!(pr.stdout.is_empty(), principal_gone, "{rev}: {pr:?}");
@@ -627,18 +518,11 @@ fn offered_fingerprint_selects_one_key() {
         ],
         vec![],
     ));
-    let config = dir.config("");
-    let r = run(&[
+    let r = Globals::new(policy, dir.config("")).host("h").run(&[
         "keys",
         "deploy",
         "--fingerprint",
         FP_B,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "h",
     ]);
     r.assert_ok();
     assert_eq!(r.stdout.lines().count(), 1);
@@ -651,8 +535,7 @@ fn expiry_time_local_is_what_sshd_reads_back() {
     let dir = TestDir::new("local-time");
     let mut g = key_grant("g-1", "deploy", KEY_A);
     g["expires_at"] = json!("2099-11-21T11:00:00Z");
-    let policy = dir.policy(&doc(vec![g], vec![]));
-    let config = dir.config("");
+    let globals = Globals::new(dir.policy(&doc(vec![g], vec![])), dir.config("")).host("h");
     // sshd reads a zone-less expiry-time with mktime and tm_isdst = 0, i.e.
     // as standard time: in Sydney's summer (UTC+11, standard +10) the value
     // must be UTC+10; in Kathmandu (+05:45, no DST) UTC+05:45.
@@ -662,16 +545,7 @@ fn expiry_time_local_is_what_sshd_reads_back() {
         ("Asia/Kathmandu", "20991121164459"),
         ("America/New_York", "20991121055959"),
     ] {
-        let mut c = sshjit(&[
-            "keys",
-            "deploy",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--host",
-            "h",
-        ]);
+        let mut c = globals.cmd(&["keys", "deploy"]);
         c.env("TZ", tz);
         let r = run_cmd(c);
         r.assert_ok();
@@ -687,20 +561,14 @@ fn expiry_time_local_is_what_sshd_reads_back() {
 #[test]
 fn a_closed_stdout_is_an_error_not_a_crash() {
     let dir = TestDir::new("epipe");
-    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
-    let config = dir.config("");
+    let globals = Globals::new(
+        dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![])),
+        dir.config(""),
+    )
+    .host("h");
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut c = sshjit(&[
-        "keys",
-        "deploy",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "h",
-    ]);
+    let mut c = globals.cmd(&["keys", "deploy"]);
     c.stdout(writer).stderr(std::process::Stdio::piped());
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -715,20 +583,10 @@ fn a_closed_stdout_is_an_error_not_a_crash() {
 #[test]
 fn hostile_values_are_escaped_in_the_log() {
     let dir = TestDir::new("log-escape");
-    let policy = dir.policy(&doc(vec![], vec![]));
-    let config = dir.config("");
-    let r = run(&[
-        "principals",
-        "deploy",
-        "--key-id",
-        "x\" outcome=allow",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "h",
-    ]);
+    let globals = Globals::new(dir.policy(&doc(vec![], vec![])), dir.config(""));
+    let r = globals
+        .host("h")
+        .run(&["principals", "deploy", "--key-id", "x\" outcome=allow"]);
     r.assert_ok();
     assert!(
         r.stderr.contains("key_id=\"x\\\" outcome=allow\""),
@@ -736,14 +594,7 @@ fn hostile_values_are_escaped_in_the_log() {
         r.stderr
     );
     assert_eq!(r.stderr.matches("outcome=").count(), 2, "{}", r.stderr);
-    let r = run(&[
-        "keys",
-        "bad\nuser",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let r = globals.run(&["keys", "bad\nuser"]);
     r.assert_denied();
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("user=\"bad\\x0auser\""), "{}", r.stderr);
@@ -757,13 +608,7 @@ fn check_reports_location_and_hint() {
         vec![json!({"grant": "g-gone"})],
     ));
     let config = dir.config("");
-    let r = run(&[
-        "check",
-        "--policy",
-        good.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let r = Globals::new(&good, &config).run(&["check"]);
     r.assert_ok();
     assert!(r.stdout.starts_with("ok: "), "{}", r.stdout);
     assert!(
@@ -779,13 +624,7 @@ fn check_reports_location_and_hint() {
     );
 
     let bad = dir.write("bad.json", "{\n  \"version\": 1,\n  \"grants\": [\n    {\"id\": \"g-1\", \"user\": \"deploy\", \"principal\": \"a\",\n     \"expires_at\": \"2099-01-01T00:00:00\", \"reason\": \"x\"}\n  ]\n}\n");
-    let r = run(&[
-        "check",
-        "--policy",
-        bad.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let r = Globals::new(&bad, &config).run(&["check"]);
     r.assert_denied();
     assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("bad.json:5:"), "{}", r.stderr);
@@ -800,13 +639,7 @@ fn check_reports_location_and_hint() {
         "typo.json",
         "{\"version\": 1, \"revocations\": [{\"user\": \"x\", \"reasn\": \"y\"}]}",
     );
-    let r = run(&[
-        "check",
-        "--policy",
-        typo.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let r = Globals::new(&typo, &config).run(&["check"]);
     r.assert_denied();
     assert!(r.stderr.contains("unknown field `reasn`"), "{}", r.stderr);
     assert!(
@@ -833,18 +666,8 @@ fn explain_says_why() {
         ],
         vec![json!({"principal": "alice", "reason": "rotated", "revoked_by": "sec"})],
     );
-    let policy = dir.policy(&d);
-    let config = dir.config("");
-    let r = run(&[
-        "explain",
-        "deploy",
-        "--host",
-        "web-1",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let globals = Globals::new(dir.policy(&d), dir.config(""));
+    let r = globals.host("web-1").run(&["explain", "deploy"]);
     r.assert_ok();
     let o = &r.stdout;
     assert!(o.contains("grant g-ok: key ssh-ed25519"), "{o}");
@@ -863,68 +686,28 @@ fn explain_says_why() {
         "{o}"
     );
 
-    let r = run(&[
-        "explain",
-        "deploy",
-        "--at",
-        "2025-12-15T00:00:00Z",
-        "--host",
-        "web-1",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let r = globals
+        .host("web-1")
+        .run(&["explain", "deploy", "--at", "2025-12-15T00:00:00Z"]);
     r.assert_ok();
     assert!(r.stdout.contains("keys: 1 valid (g-old)"), "{}", r.stdout);
     assert!(r.stdout.contains("not yet valid"), "{}", r.stdout);
 
-    let r = run(&[
-        "explain",
-        "nobody",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--host",
-        "h",
-    ]);
+    let r = globals.host("h").run(&["explain", "nobody"]);
     r.assert_ok();
     assert!(
         r.stdout.contains("no grant names user nobody"),
         "{}",
         r.stdout
     );
-    run(&[
-        "explain",
-        "../x",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .assert_denied();
-    run(&[
-        "explain",
-        "deploy",
-        "--at",
-        "yesterday",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .assert_denied();
+    globals.run(&["explain", "../x"]).assert_denied();
+    globals
+        .run(&["explain", "deploy", "--at", "yesterday"])
+        .assert_denied();
 }
 
 fn sshjit_index(policy: &std::path::Path, config: &std::path::Path) -> Run {
-    run(&[
-        "index",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
+    Globals::new(policy, config).run(&["index"])
 }
 
 #[test]
@@ -939,18 +722,7 @@ fn the_index_is_used_only_while_it_describes_the_policy() {
         vec![],
     );
     let policy = dir.policy(&d1);
-    let keys = |p: &std::path::Path| {
-        run(&[
-            "keys",
-            "deploy",
-            "--policy",
-            p.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--host",
-            "h",
-        ])
-    };
+    let keys = |p: &std::path::Path| Globals::new(p, &config).host("h").run(&["keys", "deploy"]);
     let r = keys(&policy);
     r.assert_ok();
     assert!(r.stderr.contains("index=missing"), "{}", r.stderr);
@@ -963,13 +735,7 @@ fn the_index_is_used_only_while_it_describes_the_policy() {
     r.assert_ok();
     assert!(r.stderr.contains("index=used"), "{}", r.stderr);
     assert_eq!(r.stdout, whole, "the index gives the same answer");
-    let c = run(&[
-        "check",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let c = Globals::new(&policy, &config).run(&["check"]);
     assert!(
         c.stdout.contains("is current and used by the login path"),
         "{}",
@@ -990,13 +756,7 @@ fn the_index_is_used_only_while_it_describes_the_policy() {
     r.assert_ok();
     assert!(r.stderr.contains("index=stale"), "{}", r.stderr);
     assert_eq!(r.stdout, "", "the revocation in the new document wins");
-    let c = run(&[
-        "check",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    let c = Globals::new(&policy, &config).run(&["check"]);
     assert!(c.stdout.contains("not used (stale)"), "{}", c.stdout);
 
     // Re-indexed: used again, with the revocation.
@@ -1048,8 +808,7 @@ fn the_index_answers_certificates_like_the_document() {
         ],
     );
     let policy = dir.policy(&d);
-    let p = policy.to_str().unwrap();
-    let c = config.to_str().unwrap();
+    let globals = Globals::new(&policy, &config).host("h");
     let cases: [&[&str]; 4] = [
         &["--key-id", "bob@corp", "--serial", "6"],
         &["--key-id", "alice@corp", "--serial", "6"],
@@ -1057,18 +816,9 @@ fn the_index_answers_certificates_like_the_document() {
         &["--key-id", "bob@corp", "--fingerprint", FP_B],
     ];
     let ask = |extra: &[&str]| {
-        let mut args = vec![
-            "principals",
-            "deploy",
-            "--policy",
-            p,
-            "--config",
-            c,
-            "--host",
-            "h",
-        ];
+        let mut args = vec!["principals", "deploy"];
         args.extend_from_slice(extra);
-        run(&args)
+        globals.run(&args)
     };
     let without: Vec<Run> = cases.iter().map(|a| ask(a)).collect();
     sshjit_index(&policy, &config).assert_ok();
@@ -1104,8 +854,8 @@ fn admin_edits_keep_the_index_current() {
     let config = dir.config("");
     let policy = dir.join("policy.json");
     let key = dir.write("a.pub", KEY_A);
-    let (p, c) = (policy.to_str().unwrap(), config.to_str().unwrap());
-    let grant = run(&[
+    let globals = Globals::new(&policy, &config);
+    let grant = globals.run(&[
         "grant",
         "--user",
         "deploy",
@@ -1115,18 +865,10 @@ fn admin_edits_keep_the_index_current() {
         "1h",
         "--reason",
         "INC-1",
-        "--policy",
-        p,
-        "--config",
-        c,
     ]);
     grant.assert_ok();
     assert!(dir.join("policy.json.idx").exists());
-    let keys = || {
-        run(&[
-            "keys", "deploy", "--policy", p, "--config", c, "--host", "h",
-        ])
-    };
+    let keys = || globals.host("h").run(&["keys", "deploy"]);
     let r = keys();
     r.assert_ok();
     assert!(r.stderr.contains("index=used"), "{}", r.stderr);
@@ -1135,18 +877,9 @@ fn admin_edits_keep_the_index_current() {
         "{}",
         r.stdout
     );
-    run(&[
-        "revoke",
-        "--grant",
-        grant.stdout.trim(),
-        "--reason",
-        "done",
-        "--policy",
-        p,
-        "--config",
-        c,
-    ])
-    .assert_ok();
+    globals
+        .run(&["revoke", "--grant", grant.stdout.trim(), "--reason", "done"])
+        .assert_ok();
     let r = keys();
     assert!(
         r.stderr.contains("index=used") && r.stdout.is_empty(),

@@ -359,16 +359,9 @@ fn sshd_reads_expiry_time_as_the_same_instant() {
             vec![],
         ));
         let config = dir.config(&format!("expiry_time = \"{style}\""));
-        let mut c = sshjit(&[
-            "keys",
-            USER_A,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--host",
-            "h",
-        ]);
+        let mut c = Globals::new(&policy, &config)
+            .host("h")
+            .cmd(&["keys", USER_A]);
         c.env("TZ", tz);
         let r = run_cmd(c);
         r.assert_ok();

@@ -48,14 +48,10 @@ impl Env {
     }
 
     fn keys(&self, config: &Path, policy: &str) -> (Run, Duration) {
-        timed(&[
-            "keys",
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--policy",
-            policy,
-        ])
+        let globals = Globals::new(policy, config);
+        let t = Instant::now();
+        let r = globals.run(&["keys", "deploy"]);
+        (r, t.elapsed())
     }
 }
 
@@ -590,18 +586,12 @@ fn concurrent_helpers_never_lower_the_serial() {
     let children: Vec<_> = files
         .iter()
         .map(|p| {
-            sshjit(&[
-                "keys",
-                "deploy",
-                "--config",
-                config.to_str().unwrap(),
-                "--policy",
-                p.to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            Globals::new(p, &config)
+                .cmd(&["keys", "deploy"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let mut accepted = 0;

@@ -294,13 +294,10 @@ fn grant_refusals_change_nothing() {
         "--key <FILE|->|--principal <P>",
     );
     // --host before `grant` is this host's name, never a grant's hosts.
-    let mut c = sshjit(&[
-        "--host", "web-1", "grant", "--user", "deploy", "--key", &a_pub,
+    let c = a.cmd(&[
+        "--host", "web-1", "grant", "--user", "deploy", "--key", &a_pub, "--for", "1h", "--reason",
+        "r",
     ]);
-    c.args(["--for", "1h", "--reason", "r", "--policy"])
-        .arg(&a.policy)
-        .arg("--config")
-        .arg(&a.config);
     let before = a.snapshot();
     let r = run_cmd(c);
     assert_eq!(r.code, Some(2), "{r:?}");
@@ -402,22 +399,9 @@ fn an_invalid_or_insecure_policy_is_never_edited() {
     let loose = a.dir.join("loose");
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
-    let c = a.config.to_str().unwrap();
     for target in [loose.join("policy.json"), loose.join("new/policy.json")] {
-        let r = run(&[
-            "grant",
-            "--user",
-            "u",
-            "--key",
-            &key,
-            "--for",
-            "1h",
-            "--reason",
-            "r",
-            "--config",
-            c,
-            "--policy",
-            target.to_str().unwrap(),
+        let r = Globals::new(&target, &a.config).run(&[
+            "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r",
         ]);
         assert_eq!(r.code, Some(1), "{r:?}");
         assert!(r.stderr.contains("directory is writable"), "{r:?}");
@@ -426,20 +410,8 @@ fn an_invalid_or_insecure_policy_is_never_edited() {
     // A dangling symlink is not replaced by a file.
     let dangling = a.dir.join("dangling.json");
     symlink(a.dir.join("nowhere.json"), &dangling).unwrap();
-    let r = run(&[
-        "grant",
-        "--user",
-        "u",
-        "--key",
-        &key,
-        "--for",
-        "1h",
-        "--reason",
-        "r",
-        "--config",
-        c,
-        "--policy",
-        dangling.to_str().unwrap(),
+    let r = Globals::new(&dangling, &a.config).run(&[
+        "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r",
     ]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("symlink to a missing file"), "{r:?}");
@@ -455,20 +427,8 @@ fn an_invalid_or_insecure_policy_is_never_edited() {
     a.grant("u", "a.pub", &[]);
     let link = a.dir.join("link.json");
     symlink(&a.policy, &link).unwrap();
-    let r = run(&[
-        "grant",
-        "--user",
-        "v",
-        "--key",
-        &key,
-        "--for",
-        "1h",
-        "--reason",
-        "r",
-        "--config",
-        c,
-        "--policy",
-        link.to_str().unwrap(),
+    let r = Globals::new(&link, &a.config).run(&[
+        "grant", "--user", "v", "--key", &key, "--for", "1h", "--reason", "r",
     ]);
     r.assert_ok();
     assert!(
@@ -895,13 +855,7 @@ fn list_shows_what_is_valid_and_why_not() {
     assert_eq!(by_id("g-hand")["status"], "revoked");
     assert_eq!(j["revocations"][0]["names"], json!(["g-hand"]));
     // No policy at all is an error, not an empty list.
-    let r = run(&[
-        "list",
-        "--policy",
-        a.dir.join("none.json").to_str().unwrap(),
-        "--config",
-        a.config.to_str().unwrap(),
-    ]);
+    let r = Globals::new(a.dir.join("none.json"), &a.config).run(&["list"]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("there is no policy"), "{r:?}");
 }

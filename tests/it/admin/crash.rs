@@ -198,10 +198,7 @@ fn grant_killed_at(a: &Admin, policy: &Path, syscall: &str, n: u32) -> bool {
         .args([
             "grant", "--user", "deploy", "--key", &key, "--for", "1h", "--reason", "crash",
         ])
-        .arg("--policy")
-        .arg(policy)
-        .arg("--config")
-        .arg(&a.config)
+        .args(Globals::new(policy, &a.config).flags())
         .env_clear()
         .current_dir("/")
         .stdin(Stdio::null())

@@ -53,12 +53,7 @@ impl Admin {
 
     /// The command with `--policy` and `--config` added.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = sshjit(args);
-        c.arg("--policy")
-            .arg(&self.policy)
-            .arg("--config")
-            .arg(&self.config);
-        c
+        Globals::new(&self.policy, &self.config).cmd(args)
     }
 
     pub fn run(&self, args: &[&str]) -> Run {

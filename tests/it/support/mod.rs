@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -215,6 +216,64 @@ pub fn sshjit(args: &[&str]) -> Command {
 /// Runs the binary and collects what it did.
 pub fn run(args: &[&str]) -> Run {
     run_cmd(sshjit(args))
+}
+
+/// The global options of runs of the binary: `--policy` (a path or a URL),
+/// `--config`, and `--host` once [`Globals::host`] names one. They go after
+/// each run's own arguments:
+/// `Globals::new(&policy, &config).host("h").run(&["keys", "deploy"])` is
+/// `sshjit keys deploy --policy POLICY --config CONFIG --host h`.
+#[derive(Clone, Debug)]
+pub struct Globals {
+    policy: OsString,
+    config: PathBuf,
+    host: Option<String>,
+}
+
+impl Globals {
+    pub fn new(policy: impl AsRef<OsStr>, config: impl AsRef<Path>) -> Self {
+        Globals {
+            policy: policy.as_ref().to_owned(),
+            config: config.as_ref().to_owned(),
+            host: None,
+        }
+    }
+
+    /// This host's name (`--host`, after the subcommand: for `keys`,
+    /// `principals` and `explain`; after `grant` it would be a grant's
+    /// hosts). Without it a run takes the config's, else gethostname().
+    pub fn host(&self, name: &str) -> Self {
+        Globals {
+            host: Some(name.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The options as arguments, for a command built another way.
+    pub fn flags(&self) -> Vec<OsString> {
+        let mut flags = vec![
+            "--policy".into(),
+            self.policy.clone(),
+            "--config".into(),
+            self.config.clone().into(),
+        ];
+        if let Some(h) = &self.host {
+            flags.extend(["--host".into(), h.into()]);
+        }
+        flags
+    }
+
+    /// The binary as sshd runs it ([`sshjit`]): `args`, then the options.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = sshjit(args);
+        c.args(self.flags());
+        c
+    }
+
+    /// Runs `args` with the options and collects what the binary did.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_cmd(self.cmd(args))
+    }
 }
 
 pub fn run_cmd(mut c: Command) -> Run {
