@@ -263,6 +263,33 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 ),
                 Vec::new(),
             ),
+            Action::HostAdd { host } => change("host add", format!("host {host}"), Vec::new()),
+            Action::HostRemove { host } => {
+                change("host remove", format!("host {host}"), Vec::new())
+            }
+            Action::PersonAdd { person, groups } => {
+                let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+                change(
+                    "person add",
+                    if groups.is_empty() {
+                        format!("person {person}")
+                    } else {
+                        format!("person {person} (groups {})", groups.join(", "))
+                    },
+                    Vec::new(),
+                )
+            }
+            Action::PersonRemove { person } => {
+                change("person remove", format!("person {person}"), Vec::new())
+            }
+            Action::PersonKeyAdd {
+                person,
+                fingerprint,
+            } => change(
+                "person key add",
+                format!("person {person}: key {fingerprint}"),
+                Vec::new(),
+            ),
             Action::Adopt {
                 reason,
                 frozen: adopted_frozen,

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use ssh_key::sha2::{Digest, Sha256};
 
 use sshjit_policy::time::Timestamp;
-use sshjit_policy::{Actor, Grant, GrantId, Reason, Revocation};
+use sshjit_policy::{
+    Actor, Fingerprint, Grant, GrantId, HostName, Policy, Reason, Revocation, Username,
+};
 
 /// `prev` of the first record.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -109,6 +111,36 @@ pub enum Action<'a> {
         #[serde(borrow)]
         revocations: Vec<Revocation<'a>>,
     },
+    /// sshjit-server: a host enrolled. Its bearer token is kept hashed by
+    /// the server and appears in no record.
+    HostAdd {
+        #[serde(borrow)]
+        host: HostName<'a>,
+    },
+    /// sshjit-server: a host's token revoked; the host gets 401 from now on.
+    HostRemove {
+        #[serde(borrow)]
+        host: HostName<'a>,
+    },
+    /// sshjit-server: a person's account made (its password and TOTP
+    /// secret are kept by the server and appear in no record).
+    PersonAdd {
+        #[serde(borrow)]
+        person: Username<'a>,
+        #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<Username<'a>>,
+    },
+    /// sshjit-server: a person's account removed, with its keys and sessions.
+    PersonRemove {
+        #[serde(borrow)]
+        person: Username<'a>,
+    },
+    /// sshjit-server: an SSH key a person may log in with.
+    PersonKeyAdd {
+        #[serde(borrow)]
+        person: Username<'a>,
+        fingerprint: Fingerprint,
+    },
     /// The trail itself was mended: an interrupted change voided and/or
     /// the incomplete end of an interrupted append discarded.
     Repair {
@@ -138,6 +170,11 @@ impl Action<'_> {
             Action::Thaw { .. } => "thaw",
             Action::Prune { .. } => "prune",
             Action::Repair { .. } => "repair",
+            Action::HostAdd { .. } => "host_add",
+            Action::HostRemove { .. } => "host_remove",
+            Action::PersonAdd { .. } => "person_add",
+            Action::PersonRemove { .. } => "person_remove",
+            Action::PersonKeyAdd { .. } => "person_key_add",
         }
     }
 
@@ -145,7 +182,92 @@ impl Action<'_> {
     /// interruption may have kept from taking effect), rather than a
     /// statement about the document as it already is.
     pub fn is_edit(&self) -> bool {
-        !matches!(self, Action::Adopt { .. } | Action::Repair { .. })
+        matches!(
+            self,
+            Action::Grant { .. }
+                | Action::Revoke { .. }
+                | Action::Unrevoke { .. }
+                | Action::Freeze { .. }
+                | Action::Thaw { .. }
+                | Action::Prune { .. }
+        )
+    }
+
+    /// Applies the change this record stands for to `policy`, as the
+    /// command that wrote it did (the record's serial is the caller's to
+    /// set). Replaying a trail from its start gives the document as it was
+    /// after each record: how the server rebuilds its policy, and how a
+    /// replica follows another's changes. Records that do not change the
+    /// document (repairs, the server's hosts and people) leave it as it is.
+    pub fn apply(&self, policy: &mut Policy<'static>) -> Result<(), ReplayError> {
+        fn remove_revocation(
+            policy: &mut Policy<'static>,
+            r: &Revocation<'_>,
+        ) -> Result<(), ReplayError> {
+            let at = policy
+                .revocations
+                .iter()
+                .position(|x| x == r)
+                .ok_or_else(|| ReplayError::NoSuchRevocation(r.target.to_string()))?;
+            policy.revocations.remove(at);
+            Ok(())
+        }
+        match self {
+            Action::Adopt {
+                frozen,
+                grants,
+                revocations,
+                ..
+            } => {
+                policy.frozen = *frozen;
+                policy.grants = grants.iter().cloned().map(Grant::into_owned).collect();
+                policy.revocations = revocations
+                    .iter()
+                    .cloned()
+                    .map(Revocation::into_owned)
+                    .collect();
+            }
+            Action::Grant { grant, .. } => {
+                if policy.grant(grant.id.as_str()).is_some() {
+                    return Err(ReplayError::DuplicateGrant(grant.id.to_string()));
+                }
+                policy.grants.push(grant.clone().into_owned());
+            }
+            Action::Revoke { revocation } => {
+                policy.revocations.push(revocation.clone().into_owned());
+            }
+            Action::Unrevoke { revocations, .. } => {
+                for r in revocations {
+                    remove_revocation(policy, r)?;
+                }
+            }
+            Action::Freeze { .. } => policy.frozen = true,
+            Action::Thaw { .. } => policy.frozen = false,
+            Action::Prune {
+                grants,
+                revocations,
+                ..
+            } => {
+                for id in grants {
+                    let at = policy
+                        .grants
+                        .iter()
+                        .position(|g| g.id == *id)
+                        .ok_or_else(|| ReplayError::NoSuchGrant(id.to_string()))?;
+                    policy.grants.remove(at);
+                }
+                for r in revocations {
+                    remove_revocation(policy, r)?;
+                }
+            }
+            Action::Repair { .. }
+            | Action::HostAdd { .. }
+            | Action::HostRemove { .. }
+            | Action::PersonAdd { .. }
+            | Action::PersonRemove { .. }
+            | Action::PersonKeyAdd { .. } => {}
+        }
+        Ok(())
     }
 
     pub fn into_owned(self) -> Action<'static> {
@@ -204,6 +326,26 @@ impl Action<'_> {
                 discarded_bytes,
                 discarded_sha256,
             },
+            Action::HostAdd { host } => Action::HostAdd {
+                host: host.into_owned(),
+            },
+            Action::HostRemove { host } => Action::HostRemove {
+                host: host.into_owned(),
+            },
+            Action::PersonAdd { person, groups } => Action::PersonAdd {
+                person: person.into_owned(),
+                groups: groups.into_iter().map(Username::into_owned).collect(),
+            },
+            Action::PersonRemove { person } => Action::PersonRemove {
+                person: person.into_owned(),
+            },
+            Action::PersonKeyAdd {
+                person,
+                fingerprint,
+            } => Action::PersonKeyAdd {
+                person: person.into_owned(),
+                fingerprint,
+            },
         }
     }
 }
@@ -244,6 +386,29 @@ pub fn encode(record: &Record<'_>) -> Result<(Vec<u8>, String), serde_json::Erro
     line.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
     Ok((line, hash))
 }
+
+/// Why a record could not be replayed onto the document before it: the
+/// trail and the document it describes have parted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayError {
+    DuplicateGrant(String),
+    NoSuchGrant(String),
+    NoSuchRevocation(String),
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplayError::DuplicateGrant(id) => write!(f, "grant {id} is already in the document"),
+            ReplayError::NoSuchGrant(id) => write!(f, "grant {id} is not in the document"),
+            ReplayError::NoSuchRevocation(t) => {
+                write!(f, "no revocation of {t} in the document to lift")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
 
 /// Why one line is not a good record.
 #[derive(Debug, Clone, PartialEq, Eq)]

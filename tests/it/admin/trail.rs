@@ -420,3 +420,50 @@ fn an_insecure_trail_is_refused() {
     assert_eq!(a.snapshot(), before);
     verify_fails(&a, &["writable by group or others"]);
 }
+
+#[test]
+fn replaying_the_trail_from_its_start_gives_each_record_its_document() {
+    let (a, ids) = five("trail-replay");
+    a.ok(&["revoke", "--user", "web", "--reason", "left"]);
+    a.ok(&["unrevoke", "--user", "web", "--reason", "back"]);
+    a.ok(&[
+        "revoke",
+        "--key",
+        &a.key("b.pub"),
+        "--reason",
+        "lost laptop",
+    ]);
+    let g3 = a.grant("ops", "a.pub", &["--for", "1h"]);
+    a.ok(&["freeze", "--reason", "INC-4"]);
+    let bytes = fs::read(a.trail_path()).unwrap();
+    let mut policy = sshjit_policy::Policy::empty();
+    let mut seen = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let record = sshjit::store::trail::decode(line.strip_suffix(b"\n").unwrap())
+            .unwrap()
+            .into_owned();
+        record.action.apply(&mut policy).unwrap();
+        policy.serial = record.serial;
+        let document = policy.to_document().unwrap();
+        assert_eq!(
+            Some(sshjit::store::trail::sha256_hex(&document)),
+            record.policy_sha256,
+            "record {} ({})",
+            record.seq,
+            record.action.name()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 10);
+    assert_eq!(policy.to_document().unwrap(), fs::read(&a.policy).unwrap());
+    assert!(policy.grant(&ids[0]).is_some() && policy.grant(&g3).is_some());
+    // A record that does not fit the document before it is refused.
+    let mut again = policy.clone();
+    let grant = policy.grant(&g3).unwrap().clone();
+    let replayed = sshjit::store::trail::Action::Grant {
+        grant,
+        forced: false,
+    }
+    .apply(&mut again);
+    assert!(replayed.is_err(), "{replayed:?}");
+}
