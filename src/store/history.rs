@@ -263,9 +263,9 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 ),
                 Vec::new(),
             ),
-            Action::HostAdd { host } => change("host add", format!("host {host}"), Vec::new()),
-            Action::HostRemove { host } => {
-                change("host remove", format!("host {host}"), Vec::new())
+            Action::HostAdd { name } => change("host add", format!("host {name}"), Vec::new()),
+            Action::HostRemove { name } => {
+                change("host remove", format!("host {name}"), Vec::new())
             }
             Action::PersonAdd { person, groups } => {
                 let groups: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();

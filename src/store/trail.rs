@@ -115,12 +115,12 @@ pub enum Action<'a> {
     /// the server and appears in no record.
     HostAdd {
         #[serde(borrow)]
-        host: HostName<'a>,
+        name: HostName<'a>,
     },
     /// sshjit-server: a host's token revoked; the host gets 401 from now on.
     HostRemove {
         #[serde(borrow)]
-        host: HostName<'a>,
+        name: HostName<'a>,
     },
     /// sshjit-server: a person's account made (its password and TOTP
     /// secret are kept by the server and appear in no record).
@@ -326,11 +326,11 @@ impl Action<'_> {
                 discarded_bytes,
                 discarded_sha256,
             },
-            Action::HostAdd { host } => Action::HostAdd {
-                host: host.into_owned(),
+            Action::HostAdd { name } => Action::HostAdd {
+                name: name.into_owned(),
             },
-            Action::HostRemove { host } => Action::HostRemove {
-                host: host.into_owned(),
+            Action::HostRemove { name } => Action::HostRemove {
+                name: name.into_owned(),
             },
             Action::PersonAdd { person, groups } => Action::PersonAdd {
                 person: person.into_owned(),

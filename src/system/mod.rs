@@ -1,6 +1,6 @@
 //! Calls into libc that std does not offer: the effective uid, the host
-//! name, random bytes, and local-time conversion (as sshd does it, and as
-//! syslog timestamps are written). This is the only module allowed to use
+//! name, local-time conversion (as sshd does it, and as syslog timestamps
+//! are written), and a terminal prompt that does not echo. This is the only module allowed to use
 //! `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)]
 
@@ -156,4 +156,46 @@ fn zeroed_tm() -> libc::tm {
     // SAFETY: `tm` is a plain C struct of integers and (on glibc) a pointer
     // to the zone name, for which all-zero bytes is a valid value.
     unsafe { std::mem::zeroed() }
+}
+
+/// Asks on the controlling terminal for a secret (a password, a code)
+/// without echoing it, and reads one line. Fails when there is no
+/// terminal (use the commands' `--password-file` then).
+pub fn read_secret(prompt: &str) -> io::Result<String> {
+    use std::io::{BufRead, Read, Write};
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: `termios` is a plain C struct of integers, for which all-zero
+    // bytes is a valid value; tcgetattr fills it from a valid descriptor.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for the lifetime of `tty`; `saved` is a local.
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: as above; `quiet` is a copy of the terminal's own settings.
+    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut writer = &tty;
+    let asked = writer
+        .write_all(prompt.as_bytes())
+        .and_then(|()| writer.flush());
+    let mut line = String::new();
+    let read = asked.and_then(|()| {
+        io::BufReader::new(&tty)
+            .take(4096)
+            .read_line(&mut line)
+            .map(drop)
+    });
+    // SAFETY: restores the settings read above on the same descriptor.
+    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -291,3 +291,46 @@ fn diagnosis_of_each_state() {
         .is_automatic()
     );
 }
+
+#[test]
+fn every_kind_of_record_reads_back() {
+    use sshjit_policy::{Fingerprint, HostName, Username};
+    let host = HostName::new("web-1").unwrap();
+    let person = Username::new("alice").unwrap();
+    let fingerprint =
+        Fingerprint::parse("SHA256:X5oprPYTCKn2RSt7zk0vLaTKD2WNGktiH+URhgz06P8").unwrap();
+    for action in [
+        Action::HostAdd { name: host.clone() },
+        Action::HostRemove { name: host },
+        Action::PersonAdd {
+            person: person.clone(),
+            groups: vec![Username::new("admin").unwrap()],
+        },
+        Action::PersonRemove {
+            person: person.clone(),
+        },
+        Action::PersonKeyAdd {
+            person,
+            fingerprint,
+        },
+    ] {
+        let record = Record {
+            seq: 1,
+            time: sshjit_policy::time::Timestamp::from_unix(1_800_000_000, 0),
+            actor: sshjit_policy::Actor::new("root").unwrap(),
+            os_user: "root".into(),
+            sudo_user: None,
+            host: "server-1".into(),
+            action: action.clone(),
+            serial: Some(0),
+            policy_sha256: None,
+            prev: ZERO_HASH.into(),
+            hash: None,
+        };
+        let (line, hash) = encode(&record).unwrap();
+        let back = decode(line.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(back.action, action);
+        assert_eq!(back.hash(), hash);
+        assert!(!action.is_edit());
+    }
+}

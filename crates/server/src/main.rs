@@ -1,0 +1,395 @@
+//! `sshjit-server`: the one place a fleet's access is decided. With no
+//! arguments (or `serve`) it runs the server; the other commands
+//! administer it on the server machine and work whether it runs or not.
+
+mod answer;
+mod config;
+mod http;
+mod ledger;
+mod log;
+mod metrics;
+mod ops;
+mod people;
+mod signing;
+mod store;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sshjit::store::Who;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::ledger::Ledger;
+use crate::signing::{Sealer, Signer};
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sshjit-server",
+    version,
+    about = "sshjit's server: grants, revocations, hosts and people in one store; signed answers for every host",
+    propagate_version = true
+)]
+struct Cli {
+    /// Server configuration [default: /etc/sshjit/server.toml, optional]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (what no command does too)
+    Serve,
+    /// Hosts that ask for their policy
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+    /// People who log in to the server
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the allowed_signers line that hosts need to trust this server's answers
+    Signer,
+}
+
+#[derive(Subcommand, Debug)]
+enum HostCommand {
+    /// Enroll a host; prints its bearer token once (only its hash is kept)
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Remove a host: its token is refused from now on
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the enrolled hosts
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Make a person's account; prints the otpauth:// URI of its TOTP secret once
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Groups, comma-separated (group `admin` may administer the policy)
+        #[arg(long, value_name = "G,...", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Read the password from this file's first line [default: ask on the terminal]
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a person's account, keys and sessions
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// SSH keys a person may log in with
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// List the people
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Enroll a public key (FILE.pub) for key logins
+    Add {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "FILE.pub")]
+        file: PathBuf,
+    },
+}
+
+/// Exit statuses, as `sshjit`'s: 1 refused or failed, 2 usage.
+const REFUSED: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sshjit-server: {e}");
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sshjit-server")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sshjit-server: cannot start the runtime: {e}");
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Host { command } => host(&config, command).await,
+            Command::User { command } => user(&config, command).await,
+            Command::Signer => {
+                let (signer, _) =
+                    Signer::load_or_create(&config.signing_key).map_err(|e| e.to_string())?;
+                println!("{}", signer.allowed_signers_line());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sshjit-server: {e}");
+            ExitCode::from(REFUSED)
+        }
+    }
+}
+
+async fn open_ledger(config: &ServerConfig) -> Result<Arc<Ledger>, String> {
+    let store = Store::open(&config.store)
+        .await
+        .map_err(|e| format!("{}: {e}", config.store))?;
+    Ledger::open(store)
+        .await
+        .map(Arc::new)
+        .map_err(|e| format!("{}: {e}", config.store))
+}
+
+/// Who a change made on the server machine is attributed to.
+fn who() -> Result<Who, String> {
+    Who::current(None).map_err(|e| e.to_string())
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    let ledger = open_ledger(&config).await?;
+    let (signer, made) = Signer::load_or_create(&config.signing_key).map_err(|e| e.to_string())?;
+    if made {
+        log::event(
+            "signing_key",
+            &[
+                ("created", &config.signing_key.display().to_string()),
+                ("allowed_signers", &signer.allowed_signers_line()),
+            ],
+        );
+    }
+    let sealer = Sealer::load_or_create(&config.secrets_key).map_err(|e| e.to_string())?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(http::tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let issuer = format!(
+        "sshjit {}",
+        sshjit::system::hostname().unwrap_or_else(|_| "server".into())
+    );
+    let view = ledger.view();
+    log::event(
+        "listening",
+        &[
+            (
+                "address",
+                &format!(
+                    "{}://{}",
+                    if tls.is_some() { "https" } else { "http" },
+                    config.listen
+                ),
+            ),
+            ("store", &config.store.to_string()),
+            ("serial", &view.serial.to_string()),
+            ("records", &view.seq.to_string()),
+            ("hosts", &view.hosts.len().to_string()),
+        ],
+    );
+    drop(view);
+    let app = Arc::new(http::App {
+        config,
+        ledger: Arc::clone(&ledger),
+        signer,
+        sealer,
+        metrics: Default::default(),
+        limiter: Default::default(),
+        stopping: stop_rx.clone(),
+        issuer,
+    });
+    tokio::spawn(Arc::clone(&ledger).follow(Duration::from_millis(500)));
+    tokio::spawn(expire_sessions(Arc::clone(&ledger)));
+    tokio::spawn(async move {
+        stop_signal().await;
+        log::event("stopping", &[]);
+        let _ = stop_tx.send(true);
+    });
+    http::serve(app, listener, tls, stop_rx).await;
+    log::event("stopped", &[]);
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn expire_sessions(ledger: Arc<Ledger>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let now = sshjit_policy::time::Timestamp::now().unix_seconds();
+        if let Err(e) = ledger.store().expire_sessions(now).await {
+            log::event("expire_sessions", &[("error", &e.to_string())]);
+        }
+    }
+}
+
+async fn host(config: &ServerConfig, command: HostCommand) -> Result<(), String> {
+    let ledger = open_ledger(config).await?;
+    match command {
+        HostCommand::Add { name } => {
+            let (token, committed) = ops::host_add(&ledger, &who()?, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{token}");
+            eprintln!(
+                "host {name} enrolled (record {}). The token above is shown once: on {name}, write it to the file its token_file names (root-owned, mode 0600).",
+                committed.seq
+            );
+        }
+        HostCommand::Remove { name } => {
+            let committed = ops::host_remove(&ledger, &who()?, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "host {name} removed (record {}): its token is refused from now on",
+                committed.seq
+            );
+        }
+        HostCommand::List => {
+            for h in ops::hosts(&ledger) {
+                println!("{h}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user(config: &ServerConfig, command: UserCommand) -> Result<(), String> {
+    let ledger = open_ledger(config).await?;
+    match command {
+        UserCommand::Add {
+            name,
+            groups,
+            password_file,
+        } => {
+            let sealer = Sealer::load_or_create(&config.secrets_key).map_err(|e| e.to_string())?;
+            let password = match password_file {
+                Some(f) => read_password_file(&f)?,
+                None => {
+                    let first = sshjit::system::read_secret(&format!("password for {name}: "))
+                        .map_err(|e| {
+                            format!("cannot ask for a password ({e}): use --password-file")
+                        })?;
+                    let again = sshjit::system::read_secret("the same again: ")
+                        .map_err(|e| e.to_string())?;
+                    if first != again {
+                        return Err("the two passwords differ".into());
+                    }
+                    first
+                }
+            };
+            let issuer = format!(
+                "sshjit {}",
+                sshjit::system::hostname().unwrap_or_else(|_| "server".into())
+            );
+            let made = ops::person_add(
+                &ledger,
+                &sealer,
+                &who()?,
+                &name,
+                &groups,
+                &password,
+                &issuer,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!("{}", made.otpauth);
+            eprintln!(
+                "person {name} added (record {}). The URI above holds the TOTP secret and is shown once: add it to an authenticator app.",
+                made.committed.seq
+            );
+        }
+        UserCommand::Remove { name } => {
+            let committed = ops::person_remove(&ledger, &who()?, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("person {name} removed (record {})", committed.seq);
+        }
+        UserCommand::Key {
+            command: KeyCommand::Add { name, file },
+        } => {
+            let text = read_small(&file, 16 * 1024)?;
+            let (fp, committed) = ops::person_key_add(&ledger, &who()?, &name, &text)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("key {fp} enrolled for {name} (record {})", committed.seq);
+        }
+        UserCommand::List => {
+            let people = ledger.store().people().await.map_err(|e| e.to_string())?;
+            for p in people {
+                if p.groups.is_empty() {
+                    println!("{}", p.name);
+                } else {
+                    println!("{} {}", p.name, p.groups.join(","));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A small file given on the command line. Only a kind of failure is
+/// said, never its content.
+fn read_small(path: &Path, limit: u64) -> Result<String, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    (&mut f)
+        .take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|_| format!("{}: not a text file", path.display()))?;
+    if text.len() as u64 > limit {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    Ok(text)
+}
+
+fn read_password_file(path: &Path) -> Result<String, String> {
+    let text = read_small(path, 4096)?;
+    let line = text.lines().next().unwrap_or("").to_owned();
+    if line.is_empty() {
+        return Err(format!("{}: the first line is empty", path.display()));
+    }
+    Ok(line)
+}
