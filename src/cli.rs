@@ -38,6 +38,9 @@ struct GlobalArgs {
     /// This host's name for `hosts` globs [default: the config, else gethostname()]
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+    /// sshjit-server to talk to: for login and the people's commands [default: the client config's], and for grant, revoke, unrevoke, freeze, thaw, list and report instead of a policy file
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
 }
 
 /// `--host` after `keys`, `principals` or `explain`. It cannot be a global
@@ -118,6 +121,12 @@ enum Command {
     Prune(commands::prune::PruneArgs),
     /// The access report from the change trail (--logins: and which grants were used)
     Report(commands::report::ReportArgs),
+    /// Log in to sshjit-server (password and TOTP code); the session is kept for this user only
+    Login(commands::session::LoginArgs),
+    /// End the session with sshjit-server
+    Logout,
+    /// Who sshjit-server takes this session for
+    Whoami,
     /// Verify or repair the change trail
     Audit {
         #[command(subcommand)]
@@ -165,6 +174,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         config: cli.globals.config,
         policy: cli.globals.policy,
         host: cli.globals.host,
+        server: cli.globals.server,
     };
     // `--host` after the subcommand wins over one before it.
     if let Command::Keys { host, .. }
@@ -257,6 +267,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Prune(args) => finish(commands::prune::run(&globals, &args)),
         Command::Report(args) => finish(commands::report::run(&globals, &args)),
         Command::Audit { command } => finish(commands::audit::run(&globals, &command)),
+        Command::Login(args) => finish(commands::session::run_login(&globals, &args)),
+        Command::Logout => finish(commands::session::run_logout(&globals)),
+        Command::Whoami => finish(commands::session::run_whoami(&globals)),
     }
 }
 

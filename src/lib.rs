@@ -50,6 +50,8 @@ pub struct Globals {
     pub config: Option<PathBuf>,
     pub policy: Option<String>,
     pub host: Option<String>,
+    /// `--server URL`: the people's commands talk to this sshjit-server.
+    pub server: Option<String>,
 }
 
 /// Why this host's name could not be had.

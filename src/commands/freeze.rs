@@ -4,17 +4,16 @@
 
 use clap::Args;
 
+use super::change::{Change, Place, apply};
 use super::context::{self, waiting};
 use super::editing::run_edit;
 use super::failure::Failure;
 use super::output::Output;
+use super::remote::Remote;
 use crate::Globals;
 use crate::log::Severity;
-use crate::store::trail::Action;
-use crate::store::{self, Edit};
-use sshjit_policy::evaluate::{revocation_of, time_refusal};
-use sshjit_policy::time::Timestamp;
-use sshjit_policy::{Policy, Reason};
+use crate::store;
+use sshjit_policy::Reason;
 
 #[derive(Args, Debug, Clone)]
 pub struct FreezeArgs {
@@ -28,58 +27,42 @@ pub struct FreezeArgs {
 
 /// Freezes (`frozen = true`) or thaws the policy.
 pub fn run(globals: &Globals, args: &FreezeArgs, frozen: bool) -> Result<Output, Failure> {
+    let reason = || {
+        Reason::new(args.reason.clone())
+            .map(Reason::into_owned)
+            .map_err(|e| Failure::usage(format!("--reason: {e}")))
+    };
+    let change = |reason| {
+        if frozen {
+            Change::Freeze { reason }
+        } else {
+            Change::Thaw { reason }
+        }
+    };
+    if let Some(remote) = Remote::from_globals(globals, false)? {
+        if args.by.is_some() {
+            return Err(Failure::usage(
+                "--by: a server records the person you logged in as",
+            ));
+        }
+        return remote.change(&change(reason()?));
+    }
     let name = if frozen { "freeze" } else { "thaw" };
     run_edit(globals, name, |ctx, log| {
         log.severity(Severity::Alert);
         let who = context::who(args.by.as_deref())?;
         log.who(&who);
-        let reason = Reason::new(args.reason.clone())
-            .map_err(|e| Failure::usage(format!("--reason: {e}")))?
-            .into_owned();
+        let reason = reason()?;
         log.field("reason", reason.as_str());
         let now = context::now();
+        let change = change(reason);
+        let place = Place {
+            origin: &ctx.policy_display(),
+            max_grant: ctx.config.max_grant,
+        };
         let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
-            if policy.frozen == frozen {
-                return Ok::<_, Failure>(Edit::Unchanged(format!(
-                    "already {}; nothing changed\n",
-                    if frozen { "frozen" } else { "thawed" }
-                )));
-            }
-            policy.frozen = frozen;
-            let (break_glass, others) = in_window(policy, now);
-            let out = if frozen {
-                format!(
-                    "frozen: only break-glass grants are valid now ({break_glass} in their window); {others} other grant(s) stop working at the next login\n"
-                )
-            } else {
-                format!("thawed: {others} grant(s) in their window work again\n")
-            };
-            let action = if frozen {
-                Action::Freeze {
-                    reason: reason.clone(),
-                }
-            } else {
-                Action::Thaw {
-                    reason: reason.clone(),
-                }
-            };
-            Ok(Edit::change(action, out))
+            apply(&change, policy, &who, now, &place)
         })?;
-        Ok((edited.committed, Output::text(edited.value)))
+        Ok((edited.committed, edited.value.into_output()))
     })
-}
-
-/// Grants in their window and not revoked: (break-glass, others).
-fn in_window(policy: &Policy<'_>, now: Timestamp) -> (usize, usize) {
-    policy
-        .grants
-        .iter()
-        .filter(|g| time_refusal(g, now).is_none() && revocation_of(policy, g).is_none())
-        .fold((0, 0), |(b, o), g| {
-            if g.break_glass {
-                (b + 1, o)
-            } else {
-                (b, o + 1)
-            }
-        })
 }

@@ -2,26 +2,24 @@
 //! account, for a bounded time and a stated reason. Prints only the new
 //! grant's id on stdout.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 
+use super::change::{Change, GrantRequest, Place, apply};
+pub use super::change::{Plan, new_id};
 use super::context::{self, waiting};
 use super::editing::{AdminLog, run_edit};
 use super::failure::Failure;
 use super::keyfile::read_key;
-use super::output::Output;
-use super::revoke::selector_flags;
+use super::output::{Output, Remark};
+use super::remote::Remote;
 use crate::log::Severity;
-use crate::store::trail::Action;
-use crate::store::{self, Edit, Who};
+use crate::store;
 use crate::{Globals, system};
-use sshjit_policy::evaluate::revocation_of;
-use sshjit_policy::time::{Timestamp, format_duration, parse_duration};
+use sshjit_policy::time::{Timestamp, parse_duration};
 use sshjit_policy::{
-    AuthorizedKey, Command, FromPattern, Grant, GrantId, HostPattern, Policy, Principal, Reason,
-    Subject, Target, Username,
+    AuthorizedKey, Command, FromPattern, HostPattern, Principal, Reason, Subject, Username,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -72,26 +70,99 @@ pub struct GrantArgs {
     pub force: bool,
 }
 
-/// A checked grant, ready to be added (its id is chosen under the lock).
-#[derive(Debug)]
-pub struct Plan {
-    pub user: Username<'static>,
-    pub subject: Subject<'static>,
-    pub hosts: Vec<HostPattern<'static>>,
-    pub not_before: Option<Timestamp>,
-    pub expires_at: Timestamp,
-    pub reason: Reason<'static>,
-    pub break_glass: bool,
-    pub from: Vec<FromPattern<'static>>,
-    pub command: Option<Command<'static>>,
-    pub restrict: bool,
-    /// Longer than `max_grant`, allowed by `--force`.
-    pub forced: bool,
-    /// How long the grant can be used from now on.
-    pub length: Duration,
+impl GrantArgs {
+    /// The grant the flags ask for (with the key read from its file),
+    /// before the rules that need the clock.
+    pub fn request(
+        &self,
+        key: Option<AuthorizedKey<'static>>,
+    ) -> Result<GrantRequest<'static>, Failure> {
+        let user = Username::new(self.user.clone()).map_err(|e| usage("--user", e))?;
+        let principal = self
+            .principal
+            .clone()
+            .map(Principal::new)
+            .transpose()
+            .map_err(|e| usage("--principal", e))?;
+        if key.is_some() == principal.is_some() {
+            return Err(Failure::usage("give exactly one of --key and --principal"));
+        }
+        let reason = Reason::new(self.reason.clone()).map_err(|e| usage("--reason", e))?;
+        let time = |flag: &str, s: &str| {
+            Timestamp::parse_rfc3339(s).map_err(|e| usage(flag, format!("{s:?}: {e}")))
+        };
+        let not_before = self
+            .not_before
+            .as_deref()
+            .map(|s| time("--not-before", s))
+            .transpose()?;
+        let (duration, until) = match (&self.duration, &self.until) {
+            (Some(d), None) => {
+                let d = parse_duration(d).map_err(|e| usage("--for", format!("{d:?}: {e}")))?;
+                (Some(d.as_secs()), None)
+            }
+            (None, Some(t)) => (None, Some(time("--until", t)?)),
+            _ => return Err(Failure::usage("give exactly one of --for and --until")),
+        };
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|h| HostPattern::new(h.clone()).map(HostPattern::into_owned))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage("--host", e))?;
+        let from = self
+            .from
+            .iter()
+            .map(|f| FromPattern::new(f.clone()).map(FromPattern::into_owned))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage("--from", e))?;
+        let command = self
+            .command
+            .clone()
+            .map(Command::new)
+            .transpose()
+            .map_err(|e| usage("--command", e))?;
+        Ok(GrantRequest {
+            user: user.into_owned(),
+            key,
+            principal: principal.map(Principal::into_owned),
+            hosts,
+            not_before,
+            duration,
+            until,
+            reason: reason.into_owned(),
+            break_glass: self.break_glass,
+            from,
+            command: command.map(Command::into_owned),
+            restrict: self.restrict,
+            force: self.force,
+        })
+    }
+}
+
+impl Plan {
+    /// Checks every argument against the rules and the clock.
+    pub fn check(
+        args: &GrantArgs,
+        key: Option<AuthorizedKey<'static>>,
+        now: Timestamp,
+        max_grant: Duration,
+    ) -> Result<Plan, Failure> {
+        args.request(key)?.plan(now, max_grant)
+    }
 }
 
 pub fn run(globals: &Globals, args: &GrantArgs) -> Result<Output, Failure> {
+    if let Some(remote) = Remote::from_globals(globals, false)? {
+        if args.by.is_some() {
+            return Err(Failure::usage(
+                "--by: a server records the person you logged in as",
+            ));
+        }
+        let key = args.key.as_deref().map(read_key).transpose()?;
+        let grant = args.request(key)?;
+        return remote.change(&Change::Grant { grant });
+    }
     run_edit(globals, "grant", |ctx, log| {
         if globals.host.is_some() {
             return Err(Failure::usage(
@@ -105,48 +176,33 @@ pub fn run(globals: &Globals, args: &GrantArgs) -> Result<Output, Failure> {
             Some(spec) => Some(read_key(spec)?),
             None => None,
         };
-        let plan = Plan::check(args, key, now, ctx.config.max_grant)?;
-        plan.log_fields(log);
+        let request = args.request(key)?;
+        let plan = request.plan(now, ctx.config.max_grant)?;
+        log_fields(&plan, log);
+        let change = Change::Grant { grant: request };
+        let place = Place {
+            origin: &ctx.policy_display(),
+            max_grant: ctx.config.max_grant,
+        };
         let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
-            let grant = plan.grant(policy, &who, now)?;
-            let id = grant.id.clone();
-            let frozen = policy.frozen;
-            policy.grants.push(grant.clone());
-            Ok::<_, Failure>(Edit::change(
-                Action::Grant {
-                    grant,
-                    forced: plan.forced,
-                },
-                (id, frozen),
-            ))
+            apply(&change, policy, &who, now, &place)
         })?;
-        let (id, frozen) = edited.value;
-        log.field("id", id.as_str());
-        let mut out = Output::text(format!("{id}\n"));
-        if frozen && !plan.break_glass {
-            out.warn(
-                "the policy is frozen: this grant works only after `sshjit thaw` (use --break-glass for access during the freeze)",
+        let applied = edited.value;
+        if let Some(id) = &applied.grant {
+            log.field("id", id);
+        }
+        let mut out = applied.into_output();
+        if !system::user_exists(plan.user.as_str()) {
+            // Before the `granted ...` line, as the remarks always read.
+            let at = out.remarks.len().saturating_sub(1);
+            out.remarks.insert(
+                at,
+                Remark::Note(format!(
+                    "there is no account {} on this host; the grant works on hosts that have one",
+                    plan.user
+                )),
             );
         }
-        if !system::user_exists(plan.user.as_str()) {
-            out.note(format!(
-                "there is no account {} on this host; the grant works on hosts that have one",
-                plan.user
-            ));
-        }
-        out.line(format!(
-            "granted {id}: {} may log in as {} {} until {} ({}){}",
-            plan.subject_text(),
-            plan.user,
-            plan.hosts_text(),
-            plan.expires_at,
-            format_duration(plan.length),
-            if plan.break_glass {
-                ", break-glass"
-            } else {
-                ""
-            }
-        ));
         Ok((edited.committed, out))
     })
 }
@@ -155,207 +211,27 @@ fn usage(flag: &str, e: impl std::fmt::Display) -> Failure {
     Failure::usage(format!("{flag}: {e}"))
 }
 
-impl Plan {
-    /// Checks every argument against the rules and the clock.
-    pub fn check(
-        args: &GrantArgs,
-        key: Option<AuthorizedKey<'static>>,
-        now: Timestamp,
-        max_grant: Duration,
-    ) -> Result<Plan, Failure> {
-        let user = Username::new(args.user.clone()).map_err(|e| usage("--user", e))?;
-        let subject = match (key, &args.principal) {
-            (Some(k), None) => Subject::Key(k),
-            (None, Some(p)) => {
-                Subject::Principal(Principal::new(p.clone()).map_err(|e| usage("--principal", e))?)
-            }
-            _ => return Err(Failure::usage("give exactly one of --key and --principal")),
-        };
-        let reason = Reason::new(args.reason.clone()).map_err(|e| usage("--reason", e))?;
-        let time = |flag: &str, s: &str| {
-            Timestamp::parse_rfc3339(s).map_err(|e| usage(flag, format!("{s:?}: {e}")))
-        };
-        let not_before = args
-            .not_before
-            .as_deref()
-            .map(|s| time("--not-before", s))
-            .transpose()?;
-        let expires_at = match (&args.duration, &args.until) {
-            (Some(d), None) => {
-                let d = parse_duration(d).map_err(|e| usage("--for", format!("{d:?}: {e}")))?;
-                if d.is_zero() {
-                    return Err(Failure::usage("--for: a grant must last longer than 0s"));
-                }
-                not_before.unwrap_or(now).saturating_add(d)
-            }
-            (None, Some(t)) => time("--until", t)?,
-            _ => return Err(Failure::usage("give exactly one of --for and --until")),
-        };
-        if let Some(nb) = not_before
-            && nb >= expires_at
-        {
-            return Err(Failure::usage(format!(
-                "--not-before {nb} is not before the end {expires_at}"
-            )));
-        }
-        if expires_at <= now {
-            return Err(Failure::refused(format!(
-                "the window is already over: it ends at {expires_at}, {} ago",
-                format_duration(expires_at.until(now))
-            )));
-        }
-        let start = not_before.map_or(now, |nb| nb.max(now));
-        let length = start.until(expires_at);
-        if length > max_grant && !args.force {
-            return Err(Failure::refused(format!(
-                "a grant of {} is longer than max_grant ({}, from the config): shorten it, or add --force to grant it anyway",
-                format_duration(length),
-                format_duration(max_grant)
-            )));
-        }
-        let hosts = args
-            .hosts
-            .iter()
-            .map(|h| HostPattern::new(h.clone()).map(HostPattern::into_owned))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| usage("--host", e))?;
-        let from = args
-            .from
-            .iter()
-            .map(|f| FromPattern::new(f.clone()).map(FromPattern::into_owned))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| usage("--from", e))?;
-        if hosts.len() > sshjit_policy::MAX_HOSTS {
-            return Err(Failure::usage("--host: at most 256 globs"));
-        }
-        if from.len() > sshjit_policy::MAX_FROM {
-            return Err(Failure::usage("--from: at most 64 patterns"));
-        }
-        let command = args
-            .command
-            .clone()
-            .map(Command::new)
-            .transpose()
-            .map_err(|e| usage("--command", e))?;
-        Ok(Plan {
-            user: user.into_owned(),
-            subject,
-            hosts,
-            not_before,
-            expires_at,
-            reason: reason.into_owned(),
-            break_glass: args.break_glass,
-            from,
-            command: command.map(Command::into_owned),
-            restrict: args.restrict,
-            forced: length > max_grant,
-            length,
-        })
+fn log_fields(plan: &Plan, log: &mut AdminLog) {
+    log.field("user", plan.user.as_str());
+    match &plan.subject {
+        Subject::Key(k) => log.field("fp", &k.fingerprint().to_string()),
+        Subject::Principal(p) => log.field("principal", p.as_str()),
+    };
+    if !plan.hosts.is_empty() {
+        let h: Vec<&str> = plan.hosts.iter().map(|h| h.as_str()).collect();
+        log.field("hosts", &h.join(","));
     }
-
-    /// The grant to add to `policy`, with a fresh id; refused when a
-    /// revocation already in the policy would name it from the start.
-    pub fn grant(
-        &self,
-        policy: &Policy<'_>,
-        who: &Who,
-        now: Timestamp,
-    ) -> Result<Grant<'static>, Failure> {
-        let grant = Grant {
-            id: new_id(policy, now)?,
-            user: self.user.clone(),
-            subject: self.subject.clone(),
-            hosts: self.hosts.clone(),
-            not_before: self.not_before,
-            expires_at: self.expires_at,
-            reason: self.reason.clone(),
-            granted_by: Some(who.actor.clone()),
-            break_glass: self.break_glass,
-            from: self.from.clone(),
-            command: self.command.clone(),
-            restrict: self.restrict,
-        };
-        if let Some(i) = revocation_of(policy, &grant) {
-            let r = &policy.revocations[i];
-            return Err(Failure::refused(format!(
-                "this grant would be revoked from the start by revocations[{i}] ({}{}); lift that first with `sshjit unrevoke {}` if access is really intended",
-                r.target,
-                r.reason
-                    .as_ref()
-                    .map(|x| format!(": {:?}", x.as_str()))
-                    .unwrap_or_default(),
-                selector_flags(&r.target)
-            )));
-        }
-        Ok(grant)
+    if let Some(nb) = plan.not_before {
+        log.field("not_before", &nb.to_string());
     }
-
-    fn subject_text(&self) -> String {
-        match &self.subject {
-            Subject::Key(k) => format!("key {}", k.fingerprint()),
-            Subject::Principal(p) => format!("principal {p}"),
-        }
+    log.field("expires_at", &plan.expires_at.to_string());
+    if plan.break_glass {
+        log.field("break_glass", "true").severity(Severity::Alert);
     }
-
-    fn hosts_text(&self) -> String {
-        if self.hosts.is_empty() {
-            "on every host".into()
-        } else {
-            let h: Vec<&str> = self.hosts.iter().map(|h| h.as_str()).collect();
-            format!("on {}", h.join(", "))
-        }
+    if plan.forced {
+        log.field("forced", "true");
     }
-
-    fn log_fields(&self, log: &mut AdminLog) {
-        log.field("user", self.user.as_str());
-        match &self.subject {
-            Subject::Key(k) => log.field("fp", &k.fingerprint().to_string()),
-            Subject::Principal(p) => log.field("principal", p.as_str()),
-        };
-        if !self.hosts.is_empty() {
-            let h: Vec<&str> = self.hosts.iter().map(|h| h.as_str()).collect();
-            log.field("hosts", &h.join(","));
-        }
-        if let Some(nb) = self.not_before {
-            log.field("not_before", &nb.to_string());
-        }
-        log.field("expires_at", &self.expires_at.to_string());
-        if self.break_glass {
-            log.field("break_glass", "true").severity(Severity::Alert);
-        }
-        if self.forced {
-            log.field("forced", "true");
-        }
-        log.field("reason", self.reason.as_str());
-    }
-}
-
-/// `g-YYYYMMDD-xxxx`: the UTC date and random hex, unique in the document
-/// and never an id that a revocation names (that grant would be born revoked).
-pub fn new_id(policy: &Policy<'_>, now: Timestamp) -> Result<GrantId<'static>, Failure> {
-    let c = now.to_civil();
-    let date = format!("{:04}{:02}{:02}", c.year, c.month, c.day);
-    let mut taken: HashSet<&str> = policy.grants.iter().map(|g| g.id.as_str()).collect();
-    for r in &policy.revocations {
-        if let Target::Grant(id) = &r.target {
-            taken.insert(id.as_str());
-        }
-    }
-    for attempt in 0..64 {
-        // Two random bytes are plenty for one day's grants; widen on collisions.
-        let mut random = [0u8; 4];
-        let len = if attempt < 16 { 2 } else { 4 };
-        getrandom::getrandom(&mut random[..len])
-            .map_err(|e| Failure::refused(format!("no random bytes for a grant id: {e}")))?;
-        let id = format!(
-            "g-{date}-{}",
-            base16ct::lower::encode_string(&random[..len])
-        );
-        if !taken.contains(id.as_str()) {
-            return GrantId::new(id).map_err(|e| Failure::refused(e.to_string()));
-        }
-    }
-    Err(Failure::refused("could not find a free grant id"))
+    log.field("reason", plan.reason.as_str());
 }
 
 #[cfg(test)]

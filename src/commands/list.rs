@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::context::{self, Context};
 use super::failure::Failure;
 use super::output::Output;
+use super::remote::Remote;
 use crate::Globals;
 use crate::store::tail::read_tail;
 use crate::store::trail::{self, Action, Record};
@@ -73,26 +74,40 @@ impl Status {
 }
 
 pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
-    let ctx = Context::load(globals)?;
     let user = args
         .user
         .as_deref()
         .map(|u| Username::new(u).map_err(|e| Failure::usage(format!("--user: {e}"))))
         .transpose()?;
-    let Some(bytes) = store::read_policy(&ctx.file)? else {
-        return Err(Failure::refused(format!(
-            "there is no policy at {} (the first `sshjit grant` creates it)",
-            ctx.policy_display()
-        )));
+    let (origin, bytes) = match Remote::from_globals(globals, false)? {
+        Some(remote) => (
+            remote.url.to_string(),
+            RemoteOrLocal::Remote(remote.fetch("/v1/admin/policy")?, remote),
+        ),
+        None => {
+            let ctx = Context::load(globals)?;
+            let Some(bytes) = store::read_policy(&ctx.file)? else {
+                return Err(Failure::refused(format!(
+                    "there is no policy at {} (the first `sshjit grant` creates it)",
+                    ctx.policy_display()
+                )));
+            };
+            (ctx.policy_display(), RemoteOrLocal::Local(bytes, ctx))
+        }
     };
-    let policy = Policy::parse(&bytes).map_err(|e| {
+    let policy = Policy::parse(bytes.document()).map_err(|e| {
         Failure::refused(format!(
-            "the policy {} is invalid: {e}; every login is denied until it is fixed (`sshjit check` shows where)",
-            ctx.policy_display()
+            "the policy {origin} is invalid: {e}; every login is denied until it is fixed (`sshjit check` shows where)"
         ))
     })?;
     let freeze = if policy.frozen {
-        last_freeze(&ctx)
+        match &bytes {
+            RemoteOrLocal::Local(_, ctx) => last_freeze(ctx),
+            RemoteOrLocal::Remote(_, remote) => remote
+                .fetch("/v1/admin/trail")
+                .ok()
+                .and_then(|t| last_freeze_in(&t)),
+        }
     } else {
         None
     };
@@ -116,7 +131,7 @@ pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
         })
         .collect();
     let view = View {
-        origin: ctx.policy_display(),
+        origin,
         policy: &policy,
         rows,
         revocations,
@@ -128,6 +143,32 @@ pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
     } else {
         view.table()
     }))
+}
+
+/// Where the document came from.
+enum RemoteOrLocal {
+    Local(Vec<u8>, Context),
+    Remote(Vec<u8>, Remote),
+}
+
+impl RemoteOrLocal {
+    fn document(&self) -> &[u8] {
+        match self {
+            RemoteOrLocal::Local(b, _) | RemoteOrLocal::Remote(b, _) => b,
+        }
+    }
+}
+
+/// The last freeze in a whole trail's bytes.
+fn last_freeze_in(trail_bytes: &[u8]) -> Option<Record<'static>> {
+    trail_bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter(|l| !l.is_empty())
+        .find_map(|l| {
+            let r = trail::decode(l).ok()?;
+            matches!(r.action, Action::Freeze { .. }).then(|| r.into_owned())
+        })
 }
 
 /// The record of the freeze in force, from the end of the trail.

@@ -22,6 +22,7 @@
 //! exit status.
 
 pub mod audit;
+pub mod change;
 pub mod check;
 pub mod context;
 pub mod editing;
@@ -35,8 +36,10 @@ pub mod list;
 pub mod logins;
 pub mod output;
 pub mod prune;
+pub mod remote;
 pub mod report;
 pub mod revoke;
+pub mod session;
 pub mod sign;
 
 pub use context::{Context, now};

@@ -2,7 +2,8 @@
 //! remarks for stderr. The command line (`cli`) prints them, in one place.
 
 /// A remark for the person at the terminal, on stderr.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "text", rename_all = "snake_case")]
 pub enum Remark {
     /// `note: TEXT`
     Note(String),

@@ -15,8 +15,10 @@ use super::context::{self, Context, waiting};
 use super::failure::Failure;
 use super::logins::{self, LoginLog};
 use super::output::Output;
+use super::remote::Remote;
 use crate::Globals;
 use crate::store::history::{Change, replay};
+use crate::store::trail::Record;
 use crate::store::{self, chain, lock};
 use sshjit_policy::Username;
 use sshjit_policy::time::{Timestamp, parse_duration};
@@ -50,7 +52,6 @@ pub struct ReportArgs {
 
 /// The report; refused (exit 1) though printed when the trail does not verify.
 pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
-    let ctx = Context::load(globals)?;
     let now = context::now();
     let since = args
         .since
@@ -77,15 +78,10 @@ pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
         Some(path) => Some(read_logins(path, since, until)?),
         None => None,
     };
-    // Under one shared lock: the records read are those verified.
-    let _lock = lock::shared(&ctx.file, Some(&mut waiting))?;
-    let verdict = audit::verify_locked(&ctx.file, &[])?;
-    let trail = ctx.file.trail();
-    let reader = store::read_trail(&trail)?
-        .ok_or_else(|| Failure::refused(format!("there is no trail at {}", trail.display())))?;
-    let mut records = Vec::new();
-    chain::walk(reader, |r| records.push(r.clone().into_owned()))
-        .map_err(|e| Failure::internal(format!("reading {}: {e}", trail.display())))?;
+    let (trail, records, problems) = match Remote::from_globals(globals, false)? {
+        Some(remote) => remote_trail(&remote)?,
+        None => local_trail(globals)?,
+    };
     let history = replay(&records);
 
     let in_period = |start: Timestamp, end: Timestamp| {
@@ -109,9 +105,9 @@ pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
         })
         .collect();
     let report = Report {
-        trail: trail.display().to_string(),
-        verified: verdict.problems.is_empty(),
-        problems: verdict.problems,
+        trail,
+        verified: problems.is_empty(),
+        problems,
         records: records.len(),
         since,
         until,
@@ -133,6 +129,63 @@ pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
     }
     out.refused = !report.verified;
     Ok(out)
+}
+
+/// The trail beside the policy file, verified under a shared lock: its
+/// name, its records, and what keeps it from verifying.
+fn local_trail(globals: &Globals) -> Result<(String, Vec<Record<'static>>, Vec<String>), Failure> {
+    let ctx = Context::load(globals)?;
+    // Under one shared lock: the records read are those verified.
+    let _lock = lock::shared(&ctx.file, Some(&mut waiting))?;
+    let verdict = audit::verify_locked(&ctx.file, &[])?;
+    let trail = ctx.file.trail();
+    let reader = store::read_trail(&trail)?
+        .ok_or_else(|| Failure::refused(format!("there is no trail at {}", trail.display())))?;
+    let mut records = Vec::new();
+    chain::walk(reader, |r| records.push(r.clone().into_owned()))
+        .map_err(|e| Failure::internal(format!("reading {}: {e}", trail.display())))?;
+    Ok((trail.display().to_string(), records, verdict.problems))
+}
+
+/// A server's trail, verified here: every hash and link, and its head
+/// against the server's policy document.
+fn remote_trail(remote: &Remote) -> Result<(String, Vec<Record<'static>>, Vec<String>), Failure> {
+    let document = remote.fetch("/v1/admin/policy")?;
+    let bytes = remote.fetch("/v1/admin/trail")?;
+    let name = format!("{}v1/admin/trail", remote.url);
+    let mut records = Vec::new();
+    let walk = chain::walk(bytes.as_slice(), |r| records.push(r.clone().into_owned()))
+        .map_err(|e| Failure::internal(format!("reading {name}: {e}")))?;
+    let mut problems = Vec::new();
+    if let Some(b) = &walk.broken {
+        problems.push(format!("{name}:{}: {b}", b.line));
+    }
+    if let Some((offset, b)) = &walk.partial {
+        problems.push(format!(
+            "{name} ends in an incomplete record ({} bytes at offset {offset})",
+            b.len()
+        ));
+    }
+    let serial = sshjit_policy::Policy::parse(&document)
+        .map_err(|e| Failure::refused(format!("the server's policy is invalid: {e}")))?
+        .serial;
+    let sha = crate::store::trail::sha256_hex(&document);
+    // Changes may have come between the two reads: the last record at the
+    // document's serial must describe it.
+    match records.iter().rev().find(|r| r.serial == serial) {
+        Some(r) if r.policy_sha256.as_deref() == Some(sha.as_str()) => {}
+        Some(r) => problems.push(format!(
+            "record {} does not describe the server's policy at serial {}",
+            r.seq,
+            serial.unwrap_or(0)
+        )),
+        None if records.is_empty() => {}
+        None => problems.push(format!(
+            "no record of the server's policy at serial {}",
+            serial.unwrap_or(0)
+        )),
+    }
+    Ok((name, records, problems))
 }
 
 fn read_logins(

@@ -4,20 +4,17 @@
 
 use clap::{ArgGroup, Args};
 
-use super::context::{self, waiting};
+use super::change::{Change, Place, apply};
+use super::context::{self, Context, waiting};
 use super::editing::{AdminLog, run_edit};
 use super::failure::Failure;
 use super::keyfile;
 use super::output::Output;
+use super::remote::Remote;
 use crate::Globals;
-use crate::store::trail::Action;
-use crate::store::{self, Edit, RevocationRule};
-use sshjit_policy::evaluate::{revocation_of, time_refusal};
-use sshjit_policy::time::Timestamp;
-use sshjit_policy::types::{parse_serial, quote_for_display};
-use sshjit_policy::{
-    Fingerprint, GrantId, KeyId, Policy, Principal, Reason, Revocation, Target, Username,
-};
+use crate::store::{self, Committed};
+use sshjit_policy::types::parse_serial;
+use sshjit_policy::{Fingerprint, GrantId, KeyId, Principal, Reason, Revocation, Target, Username};
 
 /// Exactly one selector, the same for `revoke` and `unrevoke`.
 #[derive(Args, Debug, Clone)]
@@ -96,138 +93,79 @@ impl RevokeArgs {
     }
 }
 
-/// The command-line selector that names `target` (for hints).
-pub fn selector_flags(target: &Target<'_>) -> String {
-    match target {
-        Target::Grant(g) => format!("--grant {g}"),
-        Target::Fingerprint(fp) => format!("--fingerprint {fp}"),
-        Target::User(u) => format!("--user {u}"),
-        Target::Principal(p) => format!("--principal {p}"),
-        Target::KeyId(k) => format!("--key-id {}", quote_for_display(k.as_str(), 64)),
-        Target::Serial(s) => format!("--serial {s}"),
+/// Sends a revoke or an unrevoke to the server.
+fn remote(remote: &Remote, args: &RevokeArgs, lift: bool) -> Result<Output, Failure> {
+    if args.by.is_some() {
+        return Err(Failure::usage(
+            "--by: a server records the person you logged in as",
+        ));
     }
+    let revocation = Revocation {
+        target: args.target()?,
+        reason: Some(reason(args)?),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    remote.change(&if lift {
+        Change::Unrevoke { revocation }
+    } else {
+        Change::Revoke { revocation }
+    })
 }
 
-/// Grants in their window that `target` names.
-fn in_window_named(policy: &Policy<'_>, target: &Target<'_>, now: Timestamp) -> Vec<String> {
-    let rule = RevocationRule::new(target);
-    policy
-        .grants
-        .iter()
-        .filter(|g| time_refusal(g, now).is_none() && rule.names(g))
-        .map(|g| g.id.to_string())
-        .collect()
+fn reason(args: &RevokeArgs) -> Result<Reason<'static>, Failure> {
+    Reason::new(args.reason.clone())
+        .map(Reason::into_owned)
+        .map_err(|e| Failure::usage(format!("--reason: {e}")))
 }
 
 pub fn run_revoke(globals: &Globals, args: &RevokeArgs) -> Result<Output, Failure> {
-    run_edit(globals, "revoke", |ctx, log| {
-        let who = context::who(args.by.as_deref())?;
-        log.who(&who);
-        let target = args.target()?;
-        let reason = Reason::new(args.reason.clone())
-            .map_err(|e| Failure::usage(format!("--reason: {e}")))?
-            .into_owned();
-        log_target(log, &target);
-        log.field("reason", reason.as_str());
-        let now = context::now();
-        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
-            if let Target::Grant(id) = &target
-                && policy.grant(id.as_str()).is_none()
-            {
-                return Err(Failure::refused(format!(
-                    "there is no grant {id} in {}; `sshjit list --all` shows the grants",
-                    ctx.policy_display()
-                )));
-            }
-            if let Some(i) = policy.revocations.iter().position(|r| r.target == target) {
-                return Ok(Edit::Unchanged(format!(
-                    "already revoked: revocations[{i}] names {target}; nothing changed\n"
-                )));
-            }
-            let stopped = in_window_named(policy, &target, now)
-                .into_iter()
-                .filter(|id| {
-                    policy
-                        .grant(id)
-                        .is_some_and(|g| revocation_of(policy, g).is_none())
-                })
-                .collect::<Vec<_>>();
-            let revocation = Revocation {
-                target: target.clone(),
-                reason: Some(reason.clone()),
-                revoked_at: Some(now),
-                revoked_by: Some(who.actor.clone()),
-            };
-            policy.revocations.push(revocation.clone());
-            let out = if stopped.is_empty() {
-                format!("revoked {target}: no grant in its window was using it\n")
-            } else {
-                format!(
-                    "revoked {target}: {} grant(s) stop working at the next login: {}\n",
-                    stopped.len(),
-                    stopped.join(", ")
-                )
-            };
-            Ok(Edit::change(Action::Revoke { revocation }, out))
-        })?;
-        Ok((edited.committed, Output::text(edited.value)))
-    })
+    if let Some(r) = Remote::from_globals(globals, false)? {
+        return remote(&r, args, false);
+    }
+    run_edit(globals, "revoke", |ctx, log| edit(ctx, log, args, false))
 }
 
 pub fn run_unrevoke(globals: &Globals, args: &RevokeArgs) -> Result<Output, Failure> {
-    run_edit(globals, "unrevoke", |ctx, log| {
-        let who = context::who(args.by.as_deref())?;
-        log.who(&who);
-        let target = args.target()?;
-        let reason = Reason::new(args.reason.clone())
-            .map_err(|e| Failure::usage(format!("--reason: {e}")))?
-            .into_owned();
-        log_target(log, &target);
-        log.field("reason", reason.as_str());
-        let now = context::now();
-        let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
-            let before: Vec<String> = valid_ids(policy, now);
-            let (lifted, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut policy.revocations)
-                .into_iter()
-                .partition(|r| r.target == target);
-            policy.revocations = kept;
-            if lifted.is_empty() {
-                return Err(Failure::refused(format!(
-                    "no revocation names {target}; `sshjit list` shows the active revocations"
-                )));
-            }
-            let again: Vec<String> = valid_ids(policy, now)
-                .into_iter()
-                .filter(|id| !before.contains(id))
-                .collect();
-            let out = if again.is_empty() {
-                format!("lifted the revocation of {target}; no grant became valid again\n")
-            } else {
-                format!(
-                    "lifted the revocation of {target}: valid again: {}\n",
-                    again.join(", ")
-                )
-            };
-            Ok(Edit::change(
-                Action::Unrevoke {
-                    reason: reason.clone(),
-                    revocations: lifted,
-                },
-                out,
-            ))
-        })?;
-        Ok((edited.committed, Output::text(edited.value)))
-    })
+    if let Some(r) = Remote::from_globals(globals, false)? {
+        return remote(&r, args, true);
+    }
+    run_edit(globals, "unrevoke", |ctx, log| edit(ctx, log, args, true))
 }
 
-/// Grants in their window and not revoked.
-fn valid_ids(policy: &Policy<'_>, now: Timestamp) -> Vec<String> {
-    policy
-        .grants
-        .iter()
-        .filter(|g| time_refusal(g, now).is_none() && revocation_of(policy, g).is_none())
-        .map(|g| g.id.to_string())
-        .collect()
+/// `revoke` (or, with `lift`, `unrevoke`) on the policy file.
+fn edit(
+    ctx: &Context,
+    log: &mut AdminLog,
+    args: &RevokeArgs,
+    lift: bool,
+) -> Result<(Option<Committed>, Output), Failure> {
+    let who = context::who(args.by.as_deref())?;
+    log.who(&who);
+    let target = args.target()?;
+    let reason = reason(args)?;
+    log_target(log, &target);
+    log.field("reason", reason.as_str());
+    let now = context::now();
+    let revocation = Revocation {
+        target,
+        reason: Some(reason),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    let change = if lift {
+        Change::Unrevoke { revocation }
+    } else {
+        Change::Revoke { revocation }
+    };
+    let place = Place {
+        origin: &ctx.policy_display(),
+        max_grant: ctx.config.max_grant,
+    };
+    let edited = store::edit(&ctx.file, &who, now, Some(&mut waiting), |policy| {
+        apply(&change, policy, &who, now, &place)
+    })?;
+    Ok((edited.committed, edited.value.into_output()))
 }
 
 fn log_target(log: &mut AdminLog, target: &Target<'_>) {

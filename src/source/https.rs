@@ -126,7 +126,8 @@ pub struct Fetched {
     pub signature: Option<Vec<u8>>,
 }
 
-/// A configured client; cheap to build with a pinned CA.
+/// A configured client; cheap to build with a pinned CA, cheap to clone.
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     token: Option<String>,
@@ -281,6 +282,143 @@ impl Client {
                 e => timeout(e),
             })?;
         Ok((body, header))
+    }
+}
+
+/// A request's method, for [`Client::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// What [`Client::send`] got: any status, the body (bounded), and the
+/// headers a caller of the server's API reads.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    /// The `Sshjit-Signature` header, base64-decoded.
+    pub signature: Option<Vec<u8>>,
+}
+
+/// One request to the server's API, for [`Client::send`].
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    /// Instead of the configured token.
+    pub bearer: Option<&'a str>,
+    /// The JSON body of a `POST`.
+    pub json: Option<&'a [u8]>,
+    /// More headers (such as `if-none-match`).
+    pub extra: &'a [(&'a str, &'a str)],
+    pub deadline: Instant,
+    /// Largest body read.
+    pub limit: usize,
+}
+
+impl Client {
+    /// One request to the server's API. Every status is returned, not only
+    /// 200; redirects are refused; the body is read up to the call's limit;
+    /// everything happens before its deadline.
+    pub fn send(&self, call: Call<'_>) -> Result<Reply, HttpsError> {
+        let Call {
+            method,
+            url,
+            bearer,
+            json,
+            extra,
+            deadline,
+            limit,
+        } = call;
+        let budget = deadline.saturating_duration_since(Instant::now());
+        if budget.is_zero() {
+            return Err(HttpsError::Timeout(Duration::ZERO));
+        }
+        let started = Instant::now();
+        let timeout = |e: ureq::Error| classify(e, started.elapsed());
+        let token = bearer.or(self.token.as_deref());
+        let mut resp = match method {
+            Method::Get => {
+                let mut req = self.agent.get(url);
+                if let Some(t) = token {
+                    req = req.header("authorization", &format!("Bearer {t}"));
+                }
+                for (k, v) in extra {
+                    req = req.header(*k, *v);
+                }
+                req.config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .call()
+                    .map_err(timeout)?
+            }
+            Method::Post => {
+                let mut req = self
+                    .agent
+                    .post(url)
+                    .header("content-type", "application/json");
+                if let Some(t) = token {
+                    req = req.header("authorization", &format!("Bearer {t}"));
+                }
+                for (k, v) in extra {
+                    req = req.header(*k, *v);
+                }
+                req.config()
+                    .timeout_global(Some(budget))
+                    .build()
+                    .send(json.unwrap_or(b"{}"))
+                    .map_err(timeout)?
+            }
+        };
+        let status = resp.status().as_u16();
+        if (300..400).contains(&status) && status != 304 {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(200).collect());
+            return Err(HttpsError::Redirect(status, to));
+        }
+        let signature = signature_header(resp.headers())?;
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect());
+        if resp
+            .body()
+            .content_length()
+            .is_some_and(|n| n > limit as u64)
+        {
+            return Err(HttpsError::TooLarge {
+                what: "response",
+                limit,
+            });
+        }
+        let body = if status == 304 {
+            Vec::new()
+        } else {
+            resp.body_mut()
+                .with_config()
+                .limit(limit as u64)
+                .read_to_vec()
+                .map_err(|e| match e {
+                    ureq::Error::BodyExceedsLimit(_) => HttpsError::TooLarge {
+                        what: "response",
+                        limit,
+                    },
+                    e => timeout(e),
+                })?
+        };
+        Ok(Reply {
+            status,
+            body,
+            etag,
+            signature,
+        })
     }
 }
 

@@ -217,6 +217,33 @@ impl Url {
     }
 }
 
+impl Url {
+    /// The URL of an endpoint below this one: `https://host/base` and
+    /// `/v1/login` give `https://host/base/v1/login` (a query of this URL
+    /// is not carried over).
+    pub fn join(&self, endpoint: &str) -> String {
+        let mut out =
+            String::with_capacity(self.host.len() + self.path.len() + endpoint.len() + 16);
+        out.push_str(if self.tls { "https://" } else { "http://" });
+        out.push_str(&self.host);
+        if let Some(p) = self.port {
+            out.push(':');
+            out.push_str(&p.to_string());
+        }
+        out.push_str(self.path.trim_end_matches('/'));
+        out.push_str(endpoint);
+        out
+    }
+
+    /// `host` or `host:port`, as written (for file names and messages).
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.request(&Scope::default(), ""))

@@ -392,14 +392,7 @@ impl<'a> Revocation<'a> {
 
     pub fn into_owned(self) -> Revocation<'static> {
         Revocation {
-            target: match self.target {
-                Target::Grant(g) => Target::Grant(g.into_owned()),
-                Target::Fingerprint(f) => Target::Fingerprint(f),
-                Target::User(u) => Target::User(u.into_owned()),
-                Target::Principal(p) => Target::Principal(p.into_owned()),
-                Target::KeyId(k) => Target::KeyId(k.into_owned()),
-                Target::Serial(s) => Target::Serial(s),
-            },
+            target: self.target.into_owned(),
             reason: self.reason.map(Reason::into_owned),
             revoked_at: self.revoked_at,
             revoked_by: self.revoked_by.map(Actor::into_owned),
@@ -410,6 +403,19 @@ impl<'a> Revocation<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for Revocation<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         de::revocation(d)
+    }
+}
+
+impl Target<'_> {
+    pub fn into_owned(self) -> Target<'static> {
+        match self {
+            Target::Grant(g) => Target::Grant(g.into_owned()),
+            Target::Fingerprint(f) => Target::Fingerprint(f),
+            Target::User(u) => Target::User(u.into_owned()),
+            Target::Principal(p) => Target::Principal(p.into_owned()),
+            Target::KeyId(k) => Target::KeyId(k.into_owned()),
+            Target::Serial(s) => Target::Serial(s),
+        }
     }
 }
 

@@ -53,7 +53,6 @@ pub struct Answer {
     /// base64 of the armored `ssh-keygen -Y sign` signature, for the
     /// `sshjit-signature` header.
     pub signature: String,
-    pub grants: usize,
 }
 
 /// Answers built for one view, so a storm of logins signs each once.
@@ -92,7 +91,7 @@ impl Cache {
 
 /// A name a revocation can name, owned and hashable.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
+enum Named {
     Grant(String),
     User(String),
     Principal(String),
@@ -101,15 +100,15 @@ enum Key {
     Serial(u64),
 }
 
-impl From<Name<'_>> for Key {
-    fn from(n: Name<'_>) -> Key {
+impl From<Name<'_>> for Named {
+    fn from(n: Name<'_>) -> Named {
         match n {
-            Name::Grant(s) => Key::Grant(s.to_owned()),
-            Name::User(s) => Key::User(s.to_owned()),
-            Name::Principal(s) => Key::Principal(s.to_owned()),
-            Name::Fingerprint(f) => Key::Fingerprint(f.to_string()),
-            Name::KeyId(s) => Key::KeyId(s.to_owned()),
-            Name::Serial(s) => Key::Serial(s),
+            Name::Grant(s) => Named::Grant(s.to_owned()),
+            Name::User(s) => Named::User(s.to_owned()),
+            Name::Principal(s) => Named::Principal(s.to_owned()),
+            Name::Fingerprint(f) => Named::Fingerprint(f.to_string()),
+            Name::KeyId(s) => Named::KeyId(s.to_owned()),
+            Name::Serial(s) => Named::Serial(s),
         }
     }
 }
@@ -121,17 +120,19 @@ pub fn part(policy: &Policy<'static>, question: &Question) -> Policy<'static> {
         .iter()
         .filter(|g| question.user.as_ref().is_none_or(|u| g.user == *u))
         .filter(|g| matches_host(&g.hosts, &question.host))
-        .filter(|g| match (question.mode, &g.subject) {
-            (None, _) => true,
-            (Some(Mode::Keys), Subject::Key(_)) => true,
-            (Some(Mode::Principals), Subject::Principal(_)) => true,
-            _ => false,
+        .filter(|g| {
+            matches!(
+                (question.mode, &g.subject),
+                (None, _)
+                    | (Some(Mode::Keys), Subject::Key(_))
+                    | (Some(Mode::Principals), Subject::Principal(_))
+            )
         })
         .cloned()
         .collect();
-    let names: HashSet<Key> = grants
+    let names: HashSet<Named> = grants
         .iter()
-        .flat_map(|g| grant_names(g).map(Key::from))
+        .flat_map(|g| grant_names(g).map(Named::from))
         .collect();
     let certificates = question.mode != Some(Mode::Keys);
     let revocations = policy
@@ -139,7 +140,7 @@ pub fn part(policy: &Policy<'static>, question: &Question) -> Policy<'static> {
         .iter()
         .filter(|r| {
             let name = revoked_name(&r.target);
-            (certificates && name.can_name_certificate()) || names.contains(&Key::from(name))
+            (certificates && name.can_name_certificate()) || names.contains(&Named::from(name))
         })
         .cloned()
         .collect();
@@ -164,7 +165,6 @@ pub fn build(
     let signature = signer.sign_header(&body)?;
     Ok(Answer {
         serial: part.serial.unwrap_or(0),
-        grants: part.grants.len(),
         body,
         signature,
     })

@@ -82,8 +82,8 @@ pub enum Decision<T> {
     /// Append `action`; `policy` is the document after it when the action
     /// changes it; `effect` is what it changes besides.
     Change {
-        action: Action<'static>,
-        policy: Option<Policy<'static>>,
+        action: Box<Action<'static>>,
+        policy: Option<Box<Policy<'static>>>,
         effect: Effect,
         value: T,
     },
@@ -127,6 +127,7 @@ pub struct Committed {
     pub seq: u64,
     pub serial: u64,
     pub hash: String,
+    pub record: Record<'static>,
 }
 
 pub struct Ledger {
@@ -158,7 +159,7 @@ impl Ledger {
         };
         let last = ledger.store.last_seq().await?;
         if let Some(cp) = ledger.store.checkpoint(last).await? {
-            let start = ledger.from_checkpoint(cp).await?;
+            let start = ledger.view_at(cp).await?;
             ledger.install(start);
         }
         ledger.catch_up().await?;
@@ -167,7 +168,7 @@ impl Ledger {
 
     /// The view a checkpoint gives: its document, and the hash of its
     /// record (the link the next record must name).
-    async fn from_checkpoint(&self, cp: Checkpoint) -> Result<View, LedgerError> {
+    async fn view_at(&self, cp: Checkpoint) -> Result<View, LedgerError> {
         let policy = Policy::parse(&cp.document)
             .map_err(|e| LedgerError::Broken(format!("checkpoint {}: {e}", cp.seq)))?
             .into_owned();
@@ -345,7 +346,7 @@ impl Ledger {
                     let serial = view.serial + 1;
                     p.serial = Some(serial);
                     let doc = document(&p, serial)?;
-                    (serial, p, Some(doc))
+                    (serial, *p, Some(doc))
                 }
                 None => (view.serial, view.policy.clone(), None),
             };
@@ -364,7 +365,7 @@ impl Ledger {
                 } else {
                     who.host.clone()
                 },
-                action,
+                action: *action,
                 serial: Some(serial),
                 policy_sha256: Some(sha.clone()),
                 prev: view.head.clone(),
@@ -372,7 +373,7 @@ impl Ledger {
             };
             let (line, hash) = trail::encode(&record)
                 .map_err(|e| LedgerError::Invalid(format!("encoding the record: {e}")))?;
-            let checkpoint = if seq % CHECKPOINT_EVERY == 0 {
+            let checkpoint = if seq.is_multiple_of(CHECKPOINT_EVERY) {
                 Some(Checkpoint {
                     seq,
                     document: match document {
@@ -415,7 +416,17 @@ impl Ledger {
                         hosts,
                         answers: Default::default(),
                     });
-                    return Ok((value, Some(Committed { seq, serial, hash })));
+                    let mut record = record;
+                    record.hash = Some(hash.clone());
+                    return Ok((
+                        value,
+                        Some(Committed {
+                            seq,
+                            serial,
+                            hash,
+                            record,
+                        }),
+                    ));
                 }
                 Err(StoreError::Conflict) => {
                     self.catch_up().await?;

@@ -12,6 +12,7 @@ mod ops;
 mod people;
 mod signing;
 mod store;
+mod webhook;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -195,11 +196,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let issuer = format!(
-        "sshjit {}",
-        sshjit::system::hostname().unwrap_or_else(|_| "server".into())
-    );
+    let webhook = config
+        .webhook
+        .clone()
+        .map(webhook::Webhook::new)
+        .transpose()?;
+    check_planned_keys(&config)?;
     let view = ledger.view();
     log::event(
         "listening",
@@ -209,7 +215,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                 &format!(
                     "{}://{}",
                     if tls.is_some() { "https" } else { "http" },
-                    config.listen
+                    bound
                 ),
             ),
             ("store", &config.store.to_string()),
@@ -227,7 +233,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         metrics: Default::default(),
         limiter: Default::default(),
         stopping: stop_rx.clone(),
-        issuer,
+        webhook,
     });
     tokio::spawn(Arc::clone(&ledger).follow(Duration::from_millis(500)));
     tokio::spawn(expire_sessions(Arc::clone(&ledger)));
@@ -238,6 +244,26 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     });
     http::serve(app, listener, tls, stop_rx).await;
     log::event("stopped", &[]);
+    Ok(())
+}
+
+/// The keys the request flow uses (`user_ca_key`, `roles`): when
+/// configured they must be readable now, not only at the first request.
+fn check_planned_keys(config: &ServerConfig) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(ca) = &config.user_ca_key {
+        let meta =
+            std::fs::metadata(ca).map_err(|e| format!("user_ca_key {}: {e}", ca.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(format!(
+                "user_ca_key {}: readable by others: chmod 0600",
+                ca.display()
+            ));
+        }
+    }
+    if config.roles.exists() && std::fs::File::open(&config.roles).is_err() {
+        return Err(format!("roles {}: cannot be read", config.roles.display()));
+    }
     Ok(())
 }
 
@@ -357,13 +383,21 @@ async fn user(config: &ServerConfig, command: UserCommand) -> Result<(), String>
             eprintln!("key {fp} enrolled for {name} (record {})", committed.seq);
         }
         UserCommand::List => {
-            let people = ledger.store().people().await.map_err(|e| e.to_string())?;
+            let store = ledger.store();
+            let people = store.people().await.map_err(|e| e.to_string())?;
             for p in people {
-                if p.groups.is_empty() {
-                    println!("{}", p.name);
-                } else {
-                    println!("{} {}", p.name, p.groups.join(","));
+                let keys = store
+                    .person_keys(&p.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut line = p.name.clone();
+                if !p.groups.is_empty() {
+                    line.push_str(&format!(" groups={}", p.groups.join(",")));
                 }
+                for (fp, _) in keys {
+                    line.push_str(&format!(" key={fp}"));
+                }
+                println!("{line}");
             }
         }
     }

@@ -126,7 +126,7 @@ pub async fn host_add(
                 return Err(OpError::Exists(format!("host {host} exists already")));
             }
             Ok(Decision::Change {
-                action: Action::HostAdd { name: host.clone() },
+                action: Box::new(Action::HostAdd { name: host.clone() }),
                 policy: None,
                 effect: Effect::HostAdd {
                     name: host.to_string(),
@@ -153,9 +153,9 @@ pub async fn host_remove(ledger: &Ledger, who: &Who, name: &str) -> Result<Commi
                 return Err(OpError::NotFound(format!("no host {host}")));
             };
             Ok(Decision::Change {
-                action: Action::HostRemove {
+                action: Box::new(Action::HostRemove {
                     name: found.clone(),
-                },
+                }),
                 policy: None,
                 effect: Effect::HostRemove {
                     name: found.to_string(),
@@ -223,10 +223,10 @@ pub async fn person_add(
     let (_, committed) = ledger
         .commit(who, |_| {
             Ok::<_, OpError>(Decision::Change {
-                action: Action::PersonAdd {
+                action: Box::new(Action::PersonAdd {
                     person: person.clone(),
                     groups: checked.clone(),
-                },
+                }),
                 policy: None,
                 effect: Effect::PersonAdd(row.clone()),
                 value: (),
@@ -247,9 +247,9 @@ pub async fn person_remove(ledger: &Ledger, who: &Who, name: &str) -> Result<Com
     let (_, committed) = ledger
         .commit(who, |_| {
             Ok::<_, OpError>(Decision::Change {
-                action: Action::PersonRemove {
+                action: Box::new(Action::PersonRemove {
                     person: person.clone(),
-                },
+                }),
                 policy: None,
                 effect: Effect::PersonRemove {
                     name: person.to_string(),
@@ -278,10 +278,10 @@ pub async fn person_key_add(
     let (_, committed) = ledger
         .commit(who, |_| {
             Ok::<_, OpError>(Decision::Change {
-                action: Action::PersonKeyAdd {
+                action: Box::new(Action::PersonKeyAdd {
                     person: person.clone(),
                     fingerprint,
-                },
+                }),
                 policy: None,
                 effect: Effect::PersonKeyAdd {
                     person: person.to_string(),

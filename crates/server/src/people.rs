@@ -139,7 +139,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The current code (for tests and for `user add`'s confirmation).
+/// The code of the step holding `unix`.
+#[cfg(test)]
 pub fn totp_code(secret: &[u8], unix: u64) -> String {
     totp(secret).generate(unix)
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::commands::keyfile::parse_key_file;
+use sshjit_policy::Policy;
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";

@@ -7,9 +7,12 @@
 //!   `If-None-Match` and `wait` (`policy`).
 //! - `POST /v1/login`, `POST /v1/logout`, `GET /v1/whoami` (people:
 //!   `session`).
+//! - `POST /v1/admin/change`, `GET /v1/admin/policy`, `GET
+//!   /v1/admin/trail` (group `admin`: `admin`).
 //! - `GET /healthz` (the process answers), `GET /readyz` (its view of the
 //!   store is current), `GET /metrics` (Prometheus text).
 
+mod admin;
 mod policy;
 mod session;
 
@@ -54,8 +57,7 @@ pub struct App {
     pub limiter: RateLimiter,
     /// True once shutdown began: long polls end.
     pub stopping: watch::Receiver<bool>,
-    /// The name in `otpauth://` URIs and logs.
-    pub issuer: String,
+    pub webhook: Option<crate::webhook::Webhook>,
 }
 
 impl App {
@@ -90,6 +92,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/login", post(session::login))
         .route("/v1/logout", post(session::logout))
         .route("/v1/whoami", get(session::whoami))
+        .route("/v1/admin/change", post(admin::change))
+        .route("/v1/admin/policy", get(admin::policy))
+        .route("/v1/admin/trail", get(admin::trail))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -217,11 +222,10 @@ pub async fn serve(
             match tls {
                 None => connection(TokioIo::new(tcp), peer, router, watcher).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            connection(TokioIo::new(stream), peer, router, watcher).await
-                        }
-                        _ => {}
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await
+                    {
+                        connection(TokioIo::new(stream), peer, router, watcher).await;
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! tokio's blocking pool, one at a time on the one connection.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,6 @@ use super::{
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -42,19 +41,13 @@ fn sql(text: &str) -> String {
 
 impl Sqlite {
     pub async fn open(path: &Path) -> Result<Sqlite, StoreError> {
-        let path = path.to_owned();
-        let p = path.clone();
+        let p = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || open_blocking(&p))
             .await
             .map_err(unavailable)??;
         Ok(Sqlite {
             conn: Arc::new(Mutex::new(conn)),
-            path,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on the connection on the blocking pool.
