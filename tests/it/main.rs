@@ -12,5 +12,6 @@ mod https;
 mod layering;
 mod props;
 mod quickstart;
+mod server;
 mod storm;
 mod support;

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 pub mod https;
+pub mod server;
 pub mod sshd;
 pub mod synthetic;
 

@@ -397,7 +397,7 @@ async fn login_in(
             let n = tx
                 .execute(
                     "UPDATE people SET failures = 0, totp_last_step = GREATEST(totp_last_step, $2)
-                     WHERE name = $1 AND ($3 = 0 OR totp_last_step < $2)",
+                     WHERE name = $1 AND ($3::BIGINT = 0 OR totp_last_step < $2)",
                     &[&person, &step, &i64::from(totp_step.is_some())],
                 )
                 .await
