@@ -121,6 +121,8 @@ enum Command {
     Prune(commands::prune::PruneArgs),
     /// The access report from the change trail (--logins: and which grants were used)
     Report(commands::report::ReportArgs),
+    /// Keep this host's policy file current from sshjit-server (--server URL): long polls, verified, with its index
+    Sync(commands::sync::SyncArgs),
     /// Log in to sshjit-server (password and TOTP code); the session is kept for this user only
     Login(commands::session::LoginArgs),
     /// End the session with sshjit-server
@@ -267,6 +269,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Prune(args) => finish(commands::prune::run(&globals, &args)),
         Command::Report(args) => finish(commands::report::run(&globals, &args)),
         Command::Audit { command } => finish(commands::audit::run(&globals, &command)),
+        Command::Sync(args) => finish(commands::sync::run(&globals, &args)),
         Command::Login(args) => finish(commands::session::run_login(&globals, &args)),
         Command::Logout => finish(commands::session::run_logout(&globals)),
         Command::Whoami => finish(commands::session::run_whoami(&globals)),

@@ -41,6 +41,7 @@ pub mod report;
 pub mod revoke;
 pub mod session;
 pub mod sign;
+pub mod sync;
 
 pub use context::{Context, now};
 pub use editing::{AdminLog, run_edit};

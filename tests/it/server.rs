@@ -758,3 +758,212 @@ fn metrics_health_and_graceful_shutdown() {
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(server.log().contains("event=stopped"), "{}", server.log());
 }
+
+/// `sshjit sync` for one host: its token, allowed_signers and policy path.
+struct Synced {
+    dir: TestDir,
+    policy: std::path::PathBuf,
+    config: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl Synced {
+    fn new(name: &str, server: &Server, host: &str, token: &str) -> Synced {
+        let dir = TestDir::new(name);
+        let token_file = dir.join("token");
+        write_file(&token_file, format!("{token}\n").as_bytes(), 0o600);
+        let signers = dir.write("allowed_signers", server.allowed_signers());
+        let policy = dir.join("policy.json");
+        let config = dir.config(&format!("host = \"{host}\""));
+        let args = vec![
+            "sync".into(),
+            "--server".into(),
+            server.url.clone(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--allowed-signers".into(),
+            signers.display().to_string(),
+            "--policy".into(),
+            policy.display().to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        Synced {
+            dir,
+            policy,
+            config,
+            args,
+        }
+    }
+
+    fn once(&self) -> Run {
+        let mut c = std::process::Command::new(bin());
+        c.args(self.args.iter().map(String::as_str)).arg("--once");
+        run_cmd(c)
+    }
+
+    fn spawn(&self) -> std::process::Child {
+        std::process::Command::new(bin())
+            .args(self.args.iter().map(String::as_str))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(self.dir.join("sync.log")).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn serial(&self) -> Option<u64> {
+        let bytes = fs::read(&self.policy).ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        v["serial"].as_u64()
+    }
+
+    /// Waits until the copy has reached `serial`; how long that took.
+    fn wait_serial(&self, serial: u64, limit: Duration) -> Duration {
+        let t = Instant::now();
+        while self.serial() < Some(serial) {
+            assert!(
+                t.elapsed() < limit,
+                "the copy stayed at {:?}, not {serial}: {}",
+                self.serial(),
+                fs::read_to_string(self.dir.join("sync.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        t.elapsed()
+    }
+}
+
+#[test]
+fn sync_keeps_the_local_copy_current_within_seconds_and_logins_read_it_with_its_index() {
+    for (kind, store) in stores() {
+        let server = Server::start_with(&format!("srv-sync-{kind}"), store, "");
+        let token = server.host_add("web-1");
+        let alice = admin(&server, "alice");
+        let key = alice.home.write("a.pub", format!("{KEY_A}\n"));
+        let synced = Synced::new(&format!("srv-sync-host-{kind}"), &server, "web-1", &token);
+        let mut child = synced.spawn();
+        synced.wait_serial(0, Duration::from_secs(30));
+        let id = grant_key(
+            &alice,
+            "deploy",
+            key.to_str().unwrap(),
+            &["--host", "web-*"],
+        );
+        let took = synced.wait_serial(1, Duration::from_secs(10));
+        eprintln!("{kind}: a grant reached the synced copy in {took:?}");
+        // The helper reads the copy and its index: no signature work per login.
+        let globals = Globals::new(&synced.policy, &synced.config).host("web-1");
+        // The index follows the document by the racy window (25 ms).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let r = globals.run(&["keys", "deploy"]);
+            if r.stderr.contains("index=used") || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        r.assert_ok();
+        assert!(r.stdout.ends_with(&format!("{KEY_A}\n")), "{r:#?}");
+        assert!(
+            r.stderr.contains("index=used") && r.stderr.contains(&format!("matched={id}")),
+            "{r:#?}"
+        );
+        assert!(
+            fs::read_to_string(format!("{}.sig", synced.policy.display()))
+                .unwrap()
+                .contains("BEGIN SSH SIGNATURE")
+        );
+        // A revocation reaches it within 2 s (measured from the command's end).
+        alice
+            .run(&["revoke", "--grant", &id, "--reason", "INC-2"])
+            .assert_ok();
+        let took = synced.wait_serial(2, Duration::from_secs(10));
+        eprintln!("{kind}: a revocation reached the synced copy in {took:?}");
+        assert!(took < Duration::from_secs(2), "{kind}: {took:?}");
+        let r = globals.run(&["keys", "deploy"]);
+        r.assert_ok();
+        assert_eq!(r.stdout, "", "{r:#?}");
+        // The server goes away: logins go on from the copy.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn sync_never_replaces_a_good_copy_with_a_worse_one() {
+    let server = Server::start("srv-sync-worse");
+    let token = server.host_add("web-1");
+    let alice = admin(&server, "alice");
+    for i in 0..3 {
+        alice
+            .run(&["freeze", "--reason", &format!("r{i}")])
+            .assert_ok();
+        alice
+            .run(&["thaw", "--reason", &format!("r{i}")])
+            .assert_ok();
+    }
+    let synced = Synced::new("srv-sync-worse-host", &server, "web-1", &token);
+    let r = synced.once();
+    r.assert_ok();
+    assert!(r.stdout.contains("updated to serial 6"), "{r:#?}");
+    let r = synced.once();
+    r.assert_ok();
+    assert!(r.stdout.contains("is current (serial 6)"), "{r:#?}");
+
+    // Another server with the same key and a lower serial (an old backup):
+    // refused, the copy kept.
+    let fresh = Server::with_keys_of("srv-sync-worse-backup", &server);
+    let backup_token = fresh.host_add("web-1");
+    let backup = admin(&fresh, "bob");
+    backup.run(&["freeze", "--reason", "x"]).assert_ok();
+    let mut args = synced.args.clone();
+    args[2] = fresh.url.clone();
+    write_file(
+        &synced.dir.join("token"),
+        format!("{backup_token}\n").as_bytes(),
+        0o600,
+    );
+    let out = std::process::Command::new(bin())
+        .args(&args)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let r = Run::from_output(out);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(
+        r.stderr.contains("serial 1 is older than the copy's 6"),
+        "{r:#?}"
+    );
+    assert_eq!(synced.serial(), Some(6));
+
+    // Answers signed by a key not in allowed_signers: refused.
+    let stranger = Server::start("srv-sync-worse-stranger");
+    let stranger_token = stranger.host_add("web-1");
+    let mut args = synced.args.clone();
+    args[2] = stranger.url.clone();
+    write_file(
+        &synced.dir.join("token"),
+        format!("{stranger_token}\n").as_bytes(),
+        0o600,
+    );
+    let out = std::process::Command::new(bin())
+        .args(&args)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let r = Run::from_output(out);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(r.stderr.contains("signature"), "{r:#?}");
+    assert_eq!(synced.serial(), Some(6));
+    // A token the server does not know: refused, the copy kept.
+    write_file(
+        &synced.dir.join("token"),
+        b"sjh_unknown-token-value\n",
+        0o600,
+    );
+    let r = synced.once();
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(r.stderr.contains("401"), "{r:#?}");
+    assert_eq!(synced.serial(), Some(6));
+}

@@ -102,6 +102,12 @@ impl Server {
         )
     }
 
+    /// A server with its own new SQLite store but `other`'s keys (an old
+    /// backup, say).
+    pub fn with_keys_of(name: &str, other: &Server) -> Server {
+        Server::start_keyed(name, Store::Sqlite, "", Some(&other.dir.path))
+    }
+
     fn start_keyed(name: &str, store: Store, extra: &str, keys: Option<&Path>) -> Server {
         let dir = TestDir::new(name);
         let keys = keys.unwrap_or(&dir.path).to_owned();
