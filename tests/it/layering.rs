@@ -425,6 +425,90 @@ fn no_module_cycle_in_the_library_or_the_policy_core() {
 }
 
 #[test]
+fn no_module_cycle_in_the_server() {
+    let cycles = Graph::of(
+        &read_tree(&root().join("crates/server/src")),
+        "crates/server/src/",
+    )
+    .cycles();
+    assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+}
+
+/// The packages a package links (its normal dependencies, transitively),
+/// from cargo's own resolution of the workspace.
+fn linked(package: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "cargo metadata: {out:?}");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name_of = |id: &str| {
+        meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .and_then(|p| p["name"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap();
+    let start = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == package)
+        .and_then(|p| p["id"].as_str())
+        .expect("the package")
+        .to_owned();
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start];
+    while let Some(id) = todo.pop() {
+        let Some(node) = nodes.iter().find(|n| n["id"] == id.as_str()) else {
+            continue;
+        };
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
+            let dep_id = dep["pkg"].as_str().unwrap().to_owned();
+            if normal && seen.insert(name_of(&dep_id)) {
+                todo.push(dep_id);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_helper_links_no_async_runtime_and_no_database_driver() {
+    let server_stack = [
+        "tokio",
+        "hyper",
+        "axum",
+        "rusqlite",
+        "libsqlite3-sys",
+        "tokio-postgres",
+        "argon2",
+    ];
+    let helper = linked("sshjit");
+    let found: Vec<&&str> = server_stack
+        .iter()
+        .filter(|c| helper.contains(**c))
+        .collect();
+    assert!(found.is_empty(), "sshjit links {found:?}");
+    // The check sees the server's stack where it is.
+    let server = linked("sshjit-server");
+    for c in server_stack {
+        assert!(server.contains(c), "sshjit-server should link {c}");
+    }
+}
+
+#[test]
 fn the_cli_layer_lives_in_the_binary_and_nothing_imports_it() {
     let lib = fs::read_to_string(root().join("src/lib.rs")).unwrap();
     let code = code_only(&lib);

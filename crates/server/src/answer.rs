@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use sshjit_policy::evaluate::{Name, grant_names, matches_host, revoked_name};
-use sshjit_policy::{HostName, Policy, Subject, Username};
+use sshjit_policy::{Grant, HostName, Policy, Subject, Username};
 
 use crate::signing::Signer;
 
@@ -113,11 +113,24 @@ impl From<Name<'_>> for Named {
     }
 }
 
+/// Each user's grants, by index into the policy's grants.
+pub type ByUser = HashMap<String, Vec<usize>>;
+
 /// The part of `policy` for `question` (see the module's comment).
-pub fn part(policy: &Policy<'static>, question: &Question) -> Policy<'static> {
-    let grants: Vec<_> = policy
-        .grants
-        .iter()
+/// `by_user` indexes the policy's grants, so a user's part costs that
+/// user's grants, not the whole document.
+pub fn part(policy: &Policy<'static>, by_user: &ByUser, question: &Question) -> Policy<'static> {
+    let candidates: Box<dyn Iterator<Item = &Grant<'static>>> = match &question.user {
+        Some(u) => Box::new(
+            by_user
+                .get(u.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|&i| policy.grants.get(i)),
+        ),
+        None => Box::new(policy.grants.iter()),
+    };
+    let grants: Vec<_> = candidates
         .filter(|g| question.user.as_ref().is_none_or(|u| g.user == *u))
         .filter(|g| matches_host(&g.hosts, &question.host))
         .filter(|g| {
@@ -156,10 +169,11 @@ pub fn part(policy: &Policy<'static>, question: &Question) -> Policy<'static> {
 /// Builds and signs the answer to `question` from `policy`.
 pub fn build(
     policy: &Policy<'static>,
+    by_user: &ByUser,
     question: &Question,
     signer: &Signer,
 ) -> Result<Answer, String> {
-    let part = part(policy, question);
+    let part = part(policy, by_user, question);
     let mut body = serde_json::to_vec(&part).map_err(|e| e.to_string())?;
     body.push(b'\n');
     let signature = signer.sign_header(&body)?;
@@ -203,6 +217,18 @@ mod tests {
             .into_owned()
     }
 
+    fn index(p: &Policy<'static>) -> ByUser {
+        let mut m = ByUser::new();
+        for (i, g) in p.grants.iter().enumerate() {
+            m.entry(g.user.to_string()).or_default().push(i);
+        }
+        m
+    }
+
+    fn part(p: &Policy<'static>, q: &Question) -> Policy<'static> {
+        super::part(p, &index(p), q)
+    }
+
     fn q(host: &str, user: Option<&str>, mode: Option<Mode>) -> Question {
         Question {
             host: HostName::new(host.to_owned()).unwrap(),
@@ -214,10 +240,10 @@ mod tests {
     #[test]
     fn a_part_holds_the_grants_for_the_question_and_the_revocations_that_can_name_them() {
         let p = policy();
-        let part = part(&p, &q("web-1", Some("deploy"), Some(Mode::Keys)));
-        let ids: Vec<&str> = part.grants.iter().map(|g| g.id.as_str()).collect();
+        let keys = part(&p, &q("web-1", Some("deploy"), Some(Mode::Keys)));
+        let ids: Vec<&str> = keys.grants.iter().map(|g| g.id.as_str()).collect();
         assert_eq!(ids, ["g-1", "g-2"]);
-        let targets: Vec<String> = part
+        let targets: Vec<String> = keys
             .revocations
             .iter()
             .map(|r| r.target.to_string())
@@ -230,9 +256,9 @@ mod tests {
                 "fingerprint SHA256:nqYZ+IxOnbiBaZwc6r0G+iS9w0wOhnnAotOo2aybfo4"
             ]
         );
-        assert_eq!(part.serial, Some(9));
+        assert_eq!(keys.serial, Some(9));
 
-        let part = super::part(&p, &q("db-1", Some("deploy"), Some(Mode::Principals)));
+        let part = part(&p, &q("db-1", Some("deploy"), Some(Mode::Principals)));
         let ids: Vec<&str> = part.grants.iter().map(|g| g.id.as_str()).collect();
         assert_eq!(ids, ["g-3"]);
         let targets: Vec<String> = part

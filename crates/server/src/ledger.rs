@@ -38,11 +38,14 @@ pub struct View {
     pub seq: u64,
     pub head: String,
     pub serial: u64,
-    pub policy: Policy<'static>,
+    /// Shared by the views that follow records which leave it unchanged.
+    pub policy: Arc<Policy<'static>>,
+    /// Each user's grants, by index into `policy.grants`.
+    pub by_user: Arc<HashMap<String, Vec<usize>>>,
     /// SHA-256 of the policy document (`to_document`) at this state.
     pub document_sha256: String,
     /// Enrolled hosts by the SHA-256 of their token.
-    pub hosts: HashMap<String, HostName<'static>>,
+    pub hosts: Arc<HashMap<String, HostName<'static>>>,
     /// Answers already built and signed for this state.
     pub answers: crate::answer::Cache,
 }
@@ -55,16 +58,33 @@ impl View {
             head: ZERO_HASH.to_owned(),
             serial: 0,
             document_sha256: document_sha(&policy, 0).unwrap_or_default(),
-            policy,
-            hosts: HashMap::new(),
+            by_user: Arc::new(HashMap::new()),
+            policy: Arc::new(policy),
+            hosts: Arc::new(HashMap::new()),
             answers: crate::answer::Cache::default(),
         }
+    }
+
+    /// The same state with the policy replaced.
+    fn with_policy(
+        policy: Policy<'static>,
+    ) -> (Arc<Policy<'static>>, Arc<HashMap<String, Vec<usize>>>) {
+        let mut by_user: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, g) in policy.grants.iter().enumerate() {
+            by_user.entry(g.user.to_string()).or_default().push(i);
+        }
+        (Arc::new(policy), Arc::new(by_user))
     }
 }
 
 /// The document a record's `policy_sha256` describes: the policy with the
 /// record's serial, in the policy file's canonical form.
 fn document(policy: &Policy<'static>, serial: u64) -> Result<Vec<u8>, LedgerError> {
+    if policy.serial == Some(serial) {
+        return policy
+            .to_document()
+            .map_err(|e| LedgerError::Invalid(format!("the resulting policy: {e}")));
+    }
     let mut p = policy.clone();
     p.serial = Some(serial);
     p.to_document()
@@ -80,7 +100,8 @@ pub enum Decision<T> {
     /// Nothing to write.
     Unchanged(T),
     /// Append `action`; `policy` is the document after it when the action
-    /// changes it; `effect` is what it changes besides.
+    /// changes it (its serial becomes the next one, or its own when that is
+    /// higher); `effect` is what it changes besides.
     Change {
         action: Box<Action<'static>>,
         policy: Option<Box<Policy<'static>>>,
@@ -188,13 +209,15 @@ impl Ledger {
                 cp.seq
             )));
         }
+        let (policy, by_user) = View::with_policy(policy);
         Ok(View {
             seq: cp.seq,
             head: record.hash,
             serial,
             document_sha256: trail::sha256_hex(&cp.document),
             policy,
-            hosts: self.load_hosts().await?,
+            by_user,
+            hosts: Arc::new(self.load_hosts().await?),
             answers: Default::default(),
         })
     }
@@ -253,58 +276,73 @@ impl Ledger {
                 self.confirm();
                 return Ok(());
             }
-            let mut next = View {
-                seq: view.seq,
-                head: view.head.clone(),
-                serial: view.serial,
-                policy: view.policy.clone(),
-                document_sha256: view.document_sha256.clone(),
-                hosts: view.hosts.clone(),
-                answers: Default::default(),
-            };
+            let (mut seq, mut head, mut serial) = (view.seq, view.head.clone(), view.serial);
+            // The policy is copied only when a record changes it.
+            let mut working: Option<Policy<'static>> = None;
+            let mut document_sha256 = view.document_sha256.clone();
             let mut hosts_changed = false;
-            let mut policy_changed = false;
             let last = batch.len() - 1;
             for (i, stored) in batch.iter().enumerate() {
                 let record = decode(stored)?;
-                if record.seq != next.seq + 1 || record.prev != next.head {
+                if record.seq != seq + 1 || record.prev != head {
                     return Err(LedgerError::Broken(format!(
-                        "record {} does not follow record {} ({})",
-                        record.seq, next.seq, next.head
+                        "record {} does not follow record {seq} ({head})",
+                        record.seq
                     )));
                 }
-                record
-                    .action
-                    .apply(&mut next.policy)
-                    .map_err(|e| LedgerError::Broken(format!("record {}: {e}", record.seq)))?;
-                policy_changed |=
-                    record.action.is_edit() || matches!(record.action, Action::Adopt { .. });
+                if record.action.is_edit() || matches!(record.action, Action::Adopt { .. }) {
+                    let policy = working.get_or_insert_with(|| (*view.policy).clone());
+                    record
+                        .action
+                        .apply(policy)
+                        .map_err(|e| LedgerError::Broken(format!("record {}: {e}", record.seq)))?;
+                }
                 hosts_changed |= matches!(
                     record.action,
                     Action::HostAdd { .. } | Action::HostRemove { .. }
                 );
-                next.seq = record.seq;
-                next.head = stored.hash.clone();
-                next.serial = record.serial.unwrap_or(next.serial);
-                next.policy.serial = Some(next.serial);
+                seq = record.seq;
+                head = stored.hash.clone();
+                serial = record.serial.unwrap_or(serial);
                 // The document each record describes is checked at the
                 // end of a batch (hashing it per record would cost more
                 // than the replay itself when catching up a long way).
                 if i == last {
-                    let sha = document_sha(&next.policy, next.serial)?;
+                    let sha = match &mut working {
+                        Some(p) => {
+                            p.serial = Some(serial);
+                            document_sha(p, serial)?
+                        }
+                        None => document_sha(&view.policy, serial)?,
+                    };
                     if record.policy_sha256.as_deref() != Some(sha.as_str()) {
                         return Err(LedgerError::Broken(format!(
                             "replaying to record {} gives a document other than the one it records",
                             record.seq
                         )));
                     }
-                    next.document_sha256 = sha;
+                    document_sha256 = sha;
                 }
             }
-            let _ = policy_changed;
-            if hosts_changed {
-                next.hosts = self.load_hosts().await?;
-            }
+            let (policy, by_user) = match working {
+                Some(p) => View::with_policy(p),
+                None => (Arc::clone(&view.policy), Arc::clone(&view.by_user)),
+            };
+            let hosts = if hosts_changed {
+                Arc::new(self.load_hosts().await?)
+            } else {
+                Arc::clone(&view.hosts)
+            };
+            let next = View {
+                seq,
+                head,
+                serial,
+                policy,
+                by_user,
+                document_sha256,
+                hosts,
+                answers: Default::default(),
+            };
             self.install(next);
         }
     }
@@ -343,12 +381,14 @@ impl Ledger {
             let seq = view.seq + 1;
             let (serial, policy, document) = match policy {
                 Some(mut p) => {
-                    let serial = view.serial + 1;
+                    // Never below a serial the document itself carries (an
+                    // imported policy that hosts have already seen).
+                    let serial = (view.serial + 1).max(p.serial.unwrap_or(0));
                     p.serial = Some(serial);
                     let doc = document(&p, serial)?;
-                    (serial, *p, Some(doc))
+                    (serial, Some(*p), Some(doc))
                 }
-                None => (view.serial, view.policy.clone(), None),
+                None => (view.serial, None, None),
             };
             let sha = match &document {
                 Some(d) => trail::sha256_hex(d),
@@ -378,7 +418,7 @@ impl Ledger {
                     seq,
                     document: match document {
                         Some(d) => d,
-                        None => self::document(&policy, serial)?,
+                        None => self::document(policy.as_ref().unwrap_or(&view.policy), serial)?,
                     },
                 })
             } else {
@@ -399,19 +439,24 @@ impl Ledger {
                     let hosts = match &effect {
                         Effect::HostAdd { .. } | Effect::HostRemove { .. } => {
                             // Applied from the store, which now holds them.
-                            self.load_hosts().await.unwrap_or_else(|_| {
-                                let mut h = view.hosts.clone();
+                            Arc::new(self.load_hosts().await.unwrap_or_else(|_| {
+                                let mut h = (*view.hosts).clone();
                                 apply_host_effect(&mut h, &effect);
                                 h
-                            })
+                            }))
                         }
-                        _ => view.hosts.clone(),
+                        _ => Arc::clone(&view.hosts),
+                    };
+                    let (policy, by_user) = match policy {
+                        Some(p) => View::with_policy(p),
+                        None => (Arc::clone(&view.policy), Arc::clone(&view.by_user)),
                     };
                     self.install(View {
                         seq,
                         head: hash.clone(),
                         serial,
                         policy,
+                        by_user,
                         document_sha256: sha,
                         hosts,
                         answers: Default::default(),

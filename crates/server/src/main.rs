@@ -60,6 +60,25 @@ enum Command {
     },
     /// Print the allowed_signers line that hosts need to trust this server's answers
     Signer,
+    /// The policy as a whole
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Adopt a policy document as the server's, replacing what it holds (recorded; the serial carries over)
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Why: required
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Print the server's policy document
+    Export,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +163,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Host { command } => host(&config, command).await,
             Command::User { command } => user(&config, command).await,
+            Command::Policy { command } => policy(&config, command).await,
             Command::Signer => {
                 let (signer, _) =
                     Signer::load_or_create(&config.signing_key).map_err(|e| e.to_string())?;
@@ -289,6 +309,35 @@ async fn expire_sessions(ledger: Arc<Ledger>) {
             log::event("expire_sessions", &[("error", &e.to_string())]);
         }
     }
+}
+
+async fn policy(config: &ServerConfig, command: PolicyCommand) -> Result<(), String> {
+    let ledger = open_ledger(config).await?;
+    match command {
+        PolicyCommand::Import { file, reason } => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let committed = ops::policy_import(&ledger, &who()?, &bytes, &reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "{} adopted as the server's policy (record {}, serial {})",
+                file.display(),
+                committed.seq,
+                committed.serial
+            );
+        }
+        PolicyCommand::Export => {
+            let view = ledger.view();
+            let mut p = (*view.policy).clone();
+            p.serial = Some(view.serial);
+            let doc = p.to_document().map_err(|e| e.to_string())?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&doc)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 async fn host(config: &ServerConfig, command: HostCommand) -> Result<(), String> {

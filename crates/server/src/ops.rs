@@ -298,6 +298,39 @@ pub async fn person_key_add(
     ))
 }
 
+/// Adopts a whole policy document as the server's (moving a fleet from a
+/// policy file to the server): recorded as an adopt record holding it. Its
+/// serial carries over when higher, so hosts that read the file accept it.
+pub async fn policy_import(
+    ledger: &Ledger,
+    who: &Who,
+    document: &[u8],
+    reason: &str,
+) -> Result<Committed, OpError> {
+    let policy = sshjit_policy::Policy::parse(document)
+        .map_err(|e| OpError::Usage(format!("the document: {e}")))?
+        .into_owned();
+    let reason = sshjit_policy::Reason::new(reason.to_owned())
+        .map_err(|e| OpError::Usage(format!("--reason: {e}")))?
+        .into_owned();
+    let (_, committed) = ledger
+        .commit(who, |_| {
+            Ok::<_, OpError>(Decision::Change {
+                action: Box::new(Action::Adopt {
+                    reason: reason.clone(),
+                    frozen: policy.frozen,
+                    grants: policy.grants.clone(),
+                    revocations: policy.revocations.clone(),
+                }),
+                policy: Some(Box::new(policy.clone())),
+                effect: Effect::None,
+                value: (),
+            })
+        })
+        .await?;
+    committed.ok_or_else(|| OpError::Internal("nothing recorded".into()))
+}
+
 /// The server's view of the store, for commands that only read.
 pub fn hosts(ledger: &Arc<Ledger>) -> Vec<String> {
     let mut names: Vec<String> = ledger

@@ -207,3 +207,58 @@ fn people_need_a_real_password_and_their_secrets_are_not_stored_plain() {
         "alice groups=admin,sre\n"
     );
 }
+
+#[test]
+fn a_policy_file_is_imported_whole_with_its_serial_and_exported_as_a_file_holds_it() {
+    let d = dir("import");
+    let c = config(&d, "");
+    let doc = r#"{"version": 1, "serial": 41, "frozen": true, "grants": [
+        {"id": "g-1", "user": "deploy", "principal": "alice", "expires_at": "2099-01-01T00:00:00Z", "reason": "on-call"}],
+        "revocations": [{"user": "mallory", "reason": "left"}]}"#;
+    let file = d.join("policy.json");
+    std::fs::write(&file, doc).unwrap();
+    let import = |f: &std::path::Path| {
+        server()
+            .arg("--config")
+            .arg(&c)
+            .args(["policy", "import"])
+            .arg(f)
+            .args(["--reason", "move to the server"])
+            .output()
+            .unwrap()
+    };
+    let out = import(&file);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("serial 41"),
+        "{out:?}"
+    );
+    let out = server()
+        .arg("--config")
+        .arg(&c)
+        .args(["policy", "export"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serial"], 41);
+    assert_eq!(v["frozen"], true);
+    assert_eq!(v["grants"][0]["id"], "g-1");
+    assert_eq!(v["revocations"][0]["user"], "mallory");
+    // A document that would not validate changes nothing.
+    std::fs::write(&file, r#"{"version": 1, "grants": [{"id": "g-2"}]}"#).unwrap();
+    let out = import(&file);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing field"),
+        "{out:?}"
+    );
+    let out = server()
+        .arg("--config")
+        .arg(&c)
+        .args(["policy", "export"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serial"], 41);
+}

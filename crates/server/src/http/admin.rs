@@ -119,7 +119,7 @@ async fn do_change(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Applie
     let (applied, committed) = app
         .ledger
         .commit(&who, |view| {
-            let mut policy = view.policy.clone();
+            let mut policy = (*view.policy).clone();
             match apply(&change, &mut policy, &who, now, &place) {
                 Ok(Edit::Unchanged(a)) => Ok(Decision::Unchanged(a)),
                 Ok(Edit::Change { action, value }) => Ok(Decision::Change {
@@ -161,7 +161,7 @@ pub async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
     let result = async {
         admin(&app, &headers).await?;
         let view = app.ledger.view();
-        let mut policy = view.policy.clone();
+        let mut policy = (*view.policy).clone();
         policy.serial = Some(view.serial);
         policy
             .to_document()

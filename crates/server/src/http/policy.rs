@@ -152,7 +152,9 @@ async fn answer(
     let signer = &app.signer;
     let built = view
         .answers
-        .get_or_build(&question, || answer::build(&view.policy, &question, signer))
+        .get_or_build(&question, || {
+            answer::build(&view.policy, &view.by_user, &question, signer)
+        })
         .map_err(OpError::Internal)?;
     let mut r = (
         [
