@@ -166,19 +166,23 @@ pub fn part(policy: &Policy<'static>, by_user: &ByUser, question: &Question) -> 
     }
 }
 
-/// Builds and signs the answer to `question` from `policy`.
+/// Builds and signs the answer to `question` from `policy` at `serial`
+/// (the ledger's serial: an answer always carries one, also before the
+/// first change, so a host's rollback check has something to hold on to).
 pub fn build(
     policy: &Policy<'static>,
+    serial: u64,
     by_user: &ByUser,
     question: &Question,
     signer: &Signer,
 ) -> Result<Answer, String> {
-    let part = part(policy, by_user, question);
+    let mut part = part(policy, by_user, question);
+    part.serial = Some(serial);
     let mut body = serde_json::to_vec(&part).map_err(|e| e.to_string())?;
     body.push(b'\n');
     let signature = signer.sign_header(&body)?;
     Ok(Answer {
-        serial: part.serial.unwrap_or(0),
+        serial,
         body,
         signature,
     })

@@ -438,12 +438,10 @@ impl Ledger {
                 Ok(()) => {
                     let hosts = match &effect {
                         Effect::HostAdd { .. } | Effect::HostRemove { .. } => {
-                            // Applied from the store, which now holds them.
-                            Arc::new(self.load_hosts().await.unwrap_or_else(|_| {
-                                let mut h = (*view.hosts).clone();
-                                apply_host_effect(&mut h, &effect);
-                                h
-                            }))
+                            // The store now holds exactly this change.
+                            let mut h = (*view.hosts).clone();
+                            apply_host_effect(&mut h, &effect);
+                            Arc::new(h)
                         }
                         _ => Arc::clone(&view.hosts),
                     };

@@ -83,10 +83,10 @@ enum PolicyCommand {
 
 #[derive(Subcommand, Debug)]
 enum HostCommand {
-    /// Enroll a host; prints its bearer token once (only its hash is kept)
+    /// Enroll hosts; prints each one's bearer token once (only its hash is kept): the token alone for one host, `NAME TOKEN` lines for several
     Add {
-        #[arg(value_name = "NAME")]
-        name: String,
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
     },
     /// Remove a host: its token is refused from now on
     Remove {
@@ -343,15 +343,29 @@ async fn policy(config: &ServerConfig, command: PolicyCommand) -> Result<(), Str
 async fn host(config: &ServerConfig, command: HostCommand) -> Result<(), String> {
     let ledger = open_ledger(config).await?;
     match command {
-        HostCommand::Add { name } => {
-            let (token, committed) = ops::host_add(&ledger, &who()?, &name)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{token}");
-            eprintln!(
-                "host {name} enrolled (record {}). The token above is shown once: on {name}, write it to the file its token_file names (root-owned, mode 0600).",
-                committed.seq
-            );
+        HostCommand::Add { names } => {
+            let who = who()?;
+            let one = names.len() == 1;
+            for name in &names {
+                let (token, committed) = ops::host_add(&ledger, &who, name)
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+                if one {
+                    println!("{token}");
+                    eprintln!(
+                        "host {name} enrolled (record {}). The token above is shown once: on {name}, write it to the file its token_file names (root-owned, mode 0600).",
+                        committed.seq
+                    );
+                } else {
+                    println!("{name} {token}");
+                }
+            }
+            if !one {
+                eprintln!(
+                    "{} hosts enrolled. The tokens above are shown once: give each host its own.",
+                    names.len()
+                );
+            }
         }
         HostCommand::Remove { name } => {
             let committed = ops::host_remove(&ledger, &who()?, &name)

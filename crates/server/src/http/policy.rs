@@ -153,7 +153,7 @@ async fn answer(
     let built = view
         .answers
         .get_or_build(&question, || {
-            answer::build(&view.policy, &view.by_user, &question, signer)
+            answer::build(&view.policy, view.serial, &view.by_user, &question, signer)
         })
         .map_err(OpError::Internal)?;
     let mut r = (
