@@ -105,6 +105,8 @@ enum Command {
         #[command(flatten)]
         host: HostArg,
     },
+    /// Create a new, empty policy and its trail (the only command that creates a policy)
+    Init(commands::init::InitArgs),
     /// Give access: add a grant (prints only its id)
     Grant(commands::grant::GrantArgs),
     /// Take access away: add a revocation (it always wins over a grant)
@@ -258,6 +260,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
+        Command::Init(args) => finish(commands::init::run(&globals, &args)),
         Command::Grant(args) => finish(commands::grant::run(&globals, &args)),
         Command::Revoke(args) => finish(commands::revoke::run_revoke(&globals, &args)),
         Command::Unrevoke(args) => finish(commands::revoke::run_unrevoke(&globals, &args)),

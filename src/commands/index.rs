@@ -36,7 +36,9 @@ pub fn run(globals: &Globals) -> u8 {
             continue;
         };
         // Under the admin commands' lock: no edit can run meanwhile.
+        // A policy that is not there gets no lock file beside it either.
         let indexed = crate::store::PolicyFile::resolve(path)
+            .and_then(|file| file.require_existing().map(|()| file))
             .and_then(|file| crate::store::lock::lock(&file).map(|lock| (file, lock)))
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|(file, _lock)| index::write_for(&file.policy));

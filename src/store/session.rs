@@ -43,9 +43,26 @@ pub struct Session<'t> {
 }
 
 impl<'t> Session<'t> {
-    /// Reads everything an edit or a repair decides on. Call with the lock held.
+    /// Reads everything an edit or a repair decides on. Call with the lock
+    /// held. A policy that is not there is refused: editing commands never
+    /// create one.
     pub fn open(target: &'t PolicyFile) -> Result<Self, StoreError> {
+        Session::open_as(target, false)
+    }
+
+    /// For `sshjit init`: there must be no policy; a trail is looked at
+    /// by the caller (an init interrupted before its rename leaves one).
+    pub fn open_new(target: &'t PolicyFile) -> Result<Self, StoreError> {
+        Session::open_as(target, true)
+    }
+
+    fn open_as(target: &'t PolicyFile, new: bool) -> Result<Self, StoreError> {
         let bytes = read_policy(target)?;
+        match (&bytes, new) {
+            (None, false) => return Err(StoreError::NoPolicy(target.policy.clone())),
+            (Some(_), true) => return Err(StoreError::Exists(target.policy.clone())),
+            _ => {}
+        }
         let policy = match &bytes {
             Some(b) => Policy::parse(b)
                 .map_err(|error| StoreError::Invalid {
@@ -103,6 +120,11 @@ impl<'t> Session<'t> {
             path: self.target.trail(),
             explanation,
         }
+    }
+
+    /// Whether a trail file is there.
+    pub fn has_trail(&self) -> bool {
+        self.trail.is_some()
     }
 
     /// Whether the trail ends in an incomplete line.

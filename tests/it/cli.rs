@@ -855,6 +855,8 @@ fn admin_edits_keep_the_index_current() {
     let policy = dir.join("policy.json");
     let key = dir.write("a.pub", KEY_A);
     let globals = Globals::new(&policy, &config);
+    globals.run(&["init"]).assert_ok();
+    assert!(dir.join("policy.json.idx").exists());
     let grant = globals.run(&[
         "grant",
         "--user",

