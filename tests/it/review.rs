@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 
+use crate::admin::Admin;
 use crate::support::*;
 
 /// Every entry under `dir`, recursively, as paths relative to it.
@@ -104,4 +105,55 @@ fn finding_01_editing_commands_never_create_a_policy() {
     let r = Globals::new(&other, &config).run(&["init"]);
     assert_eq!(r.code, Some(1), "{r:#?}");
     assert_eq!(fs::read(&other).unwrap(), b"{\"not\": \"a policy\"}\n");
+}
+
+#[test]
+fn finding_04_report_logins_survives_a_forged_line_with_a_multibyte_escape() {
+    let a = Admin::new("review-4");
+    let g1 = a.grant("d", "a.pub", &[]);
+    // What `logger -t sshjit 'mode=keys user=d host="\x1é" ...'` leaves:
+    // an escape cut short by a two-byte character.
+    let mut log = b"Nov 21 10:00:00 web-1 sshjit[1]: mode=keys user=d host=\"\\x1".to_vec();
+    log.extend_from_slice("é".as_bytes());
+    log.extend_from_slice(format!("\" outcome=allow matched={g1}\n").as_bytes());
+    // And a few more ways to end a value mid-character.
+    for tail in ["\\xé", "\\é", "\\x", "\\"] {
+        log.extend_from_slice(
+            format!("Nov 21 10:00:01 web-1 sshjit[2]: mode=keys user=d host=\"{tail}").as_bytes(),
+        );
+        log.extend_from_slice(format!("\" outcome=allow matched={g1}\n").as_bytes());
+    }
+    let path = a.dir.write("auth.log", &log);
+    for format in ["table", "json", "csv"] {
+        let r = a.run(&[
+            "report",
+            "--format",
+            format,
+            "--logins",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, Some(0), "{format}: {r:#?}");
+        assert!(r.stdout.contains(&g1), "{format}: {r:#?}");
+    }
+    let j: serde_json::Value = serde_json::from_str(
+        &a.ok(&[
+            "report",
+            "--format",
+            "json",
+            "--logins",
+            path.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let used = j["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["grant"]["id"] == g1.as_str())
+        .unwrap()["usage"]["decisions"]
+        .clone();
+    // The escapes cut short by a quote swallow it (and the rest of the
+    // line); the others are read.
+    assert_eq!(used, 3, "the forged lines were read without a crash");
 }
