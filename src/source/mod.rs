@@ -477,15 +477,15 @@ pub fn accept(
     ) {
         // Writing must not eat the time left for answering sshd.
         let lock_deadline = Instant::now() + Duration::from_millis(100);
-        if let Err(e) = cache::store(
-            cache,
-            &key,
+        let entry = cache::Entry {
             origin,
             serial,
-            &fetched.doc.bytes,
-            fetched.signature.as_deref(),
-            lock_deadline,
-        ) {
+            document: &fetched.doc.bytes,
+            signature: fetched.signature.as_deref(),
+            // Only signed documents have the rollback guard behind them.
+            guarded: fetched.signer.is_some(),
+        };
+        if let Err(e) = cache::store(cache, &key, &entry, lock_deadline) {
             accepted.cache_error = Some(e.to_string());
         }
     }

@@ -157,3 +157,60 @@ fn finding_04_report_logins_survives_a_forged_line_with_a_multibyte_escape() {
     // line); the others are read.
     assert_eq!(used, 3, "the forged lines were read without a crash");
 }
+
+/// A directory private to the helper (0700), for `state_dir` and `cache_dir`.
+fn private_dir(dir: &TestDir, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    fs::create_dir(&p).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o700)).unwrap();
+    p
+}
+
+fn deploy_doc(serial: u64, revoked: bool) -> Vec<u8> {
+    let revocations = if revoked {
+        vec![serde_json::json!({"user": "deploy", "reason": "left"})]
+    } else {
+        vec![]
+    };
+    let mut d = doc(vec![key_grant("g-1", "deploy", KEY_A)], revocations);
+    d["serial"] = serde_json::json!(serial);
+    serde_json::to_vec_pretty(&d).unwrap()
+}
+
+#[test]
+fn finding_02_the_cache_keeps_the_latest_answer_not_the_highest_serial() {
+    use crate::support::https::{Behaviour, Pki, Response, Server, write_pem};
+    let dir = TestDir::new("review-2");
+    let pki = Pki::new("review CA");
+    let ca = dir.join("ca.pem");
+    write_pem(&ca, &pki.ca_pem);
+    let server = Server::start(&pki);
+    let cache = private_dir(&dir, "cache");
+    // Unsigned: there is no rollback guard, so serials prove nothing.
+    let config = dir.config(&format!(
+        "ca_file = \"{}\"\ntimeout = \"2s\"\nhost = \"web-1\"\ncache_dir = \"{}\"\nmax_stale = \"10m\"",
+        ca.display(),
+        cache.display()
+    ));
+    let url = server.url("/p.json");
+    let keys = || Globals::new(&url, &config).run(&["keys", "deploy"]);
+    server.route("/p.json", Response::ok(deploy_doc(100, false)));
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stdout.contains("ssh-ed25519"), "{r:#?}");
+    // The server (restored, or another one) now says deploy is revoked,
+    // under a lower serial.
+    server.route("/p.json", Response::ok(deploy_doc(5, true)));
+    let r = keys();
+    r.assert_ok();
+    assert_eq!(r.stdout, "", "{r:#?}");
+    assert!(r.stderr.contains("outcome=none"), "{}", r.stderr);
+    // Then it fails: the cache must not bring deploy back.
+    server.set(Behaviour::Status(503));
+    let r = keys();
+    assert!(r.stderr.contains("cache=hit"), "{}", r.stderr);
+    assert!(r.stderr.contains("policy_serial=5"), "{}", r.stderr);
+    assert_eq!(r.stdout, "", "a revoked user is back: {r:#?}");
+    assert!(r.stderr.contains("outcome=none"), "{}", r.stderr);
+}
