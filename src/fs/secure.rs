@@ -33,13 +33,6 @@ pub enum FileError {
     },
 }
 
-impl FileError {
-    /// Whether another source may be tried instead (the file is simply not there).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, FileError::NotFound(_))
-    }
-}
-
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -184,10 +184,13 @@ pub enum SourceError {
 impl SourceError {
     /// True when the source could not be reached at all, so the next one in
     /// a failover list may be tried. A source that answered with something
-    /// unacceptable is never skipped.
+    /// unacceptable is never skipped. A local file is never "unavailable":
+    /// deleting the policy is how an operator cuts access in a hurry, so a
+    /// missing file (or a dangling symlink) denies, like any other error,
+    /// and neither the next source nor the cache stands in.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            SourceError::File(e) => e.is_unavailable(),
+            SourceError::File(_) => false,
             SourceError::Https { error, .. } => error.is_unavailable(),
             SourceError::Unavailable { .. } => true,
             _ => false,
@@ -296,13 +299,9 @@ pub fn fetch(
         failures.push("no source configured".into());
     }
     let Some(cache) = &settings.cache else {
-        // One file source that is missing keeps its own plain error.
-        return Err(match (sources, failures.len()) {
-            ([Source::File(p)], 1) => SourceError::File(file::FileError::NotFound(p.clone())),
-            _ => SourceError::Unavailable {
-                failures,
-                cache: None,
-            },
+        return Err(SourceError::Unavailable {
+            failures,
+            cache: None,
         });
     };
     let unavailable = |why: String, failures: Vec<String>| SourceError::Unavailable {

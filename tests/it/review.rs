@@ -214,3 +214,39 @@ fn finding_02_the_cache_keeps_the_latest_answer_not_the_highest_serial() {
     assert_eq!(r.stdout, "", "a revoked user is back: {r:#?}");
     assert!(r.stderr.contains("outcome=none"), "{}", r.stderr);
 }
+
+#[test]
+fn finding_03_a_deleted_policy_file_denies_and_is_never_served_from_the_cache() {
+    let dir = TestDir::new("review-3");
+    let cache = private_dir(&dir, "cache");
+    let config = dir.config(&format!(
+        "host = \"web-1\"\ncache_dir = \"{}\"\nmax_stale = \"10m\"",
+        cache.display()
+    ));
+    let policy = dir.write("policy.json", deploy_doc(1, false));
+    let g = Globals::new(&policy, &config);
+    let r = g.run(&["keys", "deploy"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("ssh-ed25519"), "{r:#?}");
+    // Deleting the policy is how an operator cuts access in a hurry.
+    fs::remove_file(&policy).unwrap();
+    let r = g.run(&["keys", "deploy"]);
+    r.assert_denied();
+    assert!(!r.stderr.contains("cache=hit"), "{}", r.stderr);
+    assert!(r.stderr.contains("no such file"), "{}", r.stderr);
+    // A symlink left dangling (an unmounted target) is no different.
+    std::os::unix::fs::symlink(dir.join("gone/policy.json"), &policy).unwrap();
+    let r = g.run(&["keys", "deploy"]);
+    r.assert_denied();
+    assert!(!r.stderr.contains("cache=hit"), "{}", r.stderr);
+    // Nor does a missing file hand over to the next source.
+    fs::remove_file(&policy).unwrap();
+    let other = dir.write("other.json", deploy_doc(1, false));
+    let two = dir.config(&format!(
+        "host = \"web-1\"\nsource = [\"{}\", \"{}\"]",
+        policy.display(),
+        other.display()
+    ));
+    let r = run(&["keys", "deploy", "--config", two.to_str().unwrap()]);
+    r.assert_denied();
+}
