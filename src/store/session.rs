@@ -39,6 +39,8 @@ pub struct Session<'t> {
     trail: Option<File>,
     pub last: Vec<Record<'static>>,
     tail: TailBytes,
+    /// The last record is complete but its `\n` is missing.
+    unterminated: bool,
     pub diagnosis: Diagnosis,
 }
 
@@ -78,7 +80,7 @@ impl<'t> Session<'t> {
         });
         let trail_path = target.trail();
         let mut trail = open_trail(&trail_path)?;
-        let tail = match trail.as_mut() {
+        let mut tail = match trail.as_mut() {
             Some(f) => {
                 read_tail(f, 2).map_err(io_error(format!("reading {}", trail_path.display())))?
             }
@@ -91,6 +93,19 @@ impl<'t> Session<'t> {
                 error,
             })?;
             last.push(record.into_owned());
+        }
+        // A last record that lost only its final newline decodes (its hash
+        // covers every byte but that newline): it is complete, and the
+        // next append adds the newline rather than discarding it.
+        let mut unterminated = false;
+        if !tail.partial.is_empty()
+            && let Ok(record) = decode(&tail.partial)
+        {
+            last.push(record.into_owned());
+            tail.partial.clear();
+            unterminated = true;
+            let keep = last.len().saturating_sub(2);
+            last.drain(..keep);
         }
         if let [a, b] = last.as_slice()
             && (b.seq != a.seq + 1 || b.prev != a.hash())
@@ -106,6 +121,7 @@ impl<'t> Session<'t> {
             trail,
             last,
             tail,
+            unterminated,
             diagnosis,
         })
     }
@@ -203,6 +219,9 @@ impl<'t> Session<'t> {
             None => (0, ZERO_HASH.to_owned()),
         };
         let mut bytes = Vec::new();
+        if self.unterminated {
+            bytes.push(b'\n');
+        }
         let mut serial = 0;
         let mut repaired = Vec::new();
         let mut appended = Vec::new();
@@ -251,6 +270,7 @@ impl<'t> Session<'t> {
         };
         self.trail = Some(f);
         self.tail.partial.clear();
+        self.unterminated = false;
         self.last.extend(appended);
         let keep = self.last.len().saturating_sub(2);
         self.last.drain(..keep);

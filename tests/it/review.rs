@@ -250,3 +250,61 @@ fn finding_03_a_deleted_policy_file_denies_and_is_never_served_from_the_cache() 
     let r = run(&["keys", "deploy", "--config", two.to_str().unwrap()]);
     r.assert_denied();
 }
+
+#[test]
+fn finding_05_a_last_record_that_lost_only_its_newline_is_kept() {
+    let a = Admin::new("review-5");
+    let g1 = a.grant("deploy", "a.pub", &["--by", "bob"]);
+    let full = fs::read(a.trail_path()).unwrap();
+    assert_eq!(full.last(), Some(&b'\n'));
+    let cut = &full[..full.len() - 1];
+    for step in ["verify", "repair", "next edit"] {
+        fs::write(a.trail_path(), cut).unwrap();
+        match step {
+            "verify" => {
+                a.ok(&["audit", "verify"]);
+            }
+            "repair" => {
+                let r = a.ok(&["audit", "repair", "--reason", "check"]);
+                assert!(!r.stdout.contains("discarded"), "{r:#?}");
+            }
+            _ => {
+                let r = a.run(&[
+                    "grant",
+                    "--user",
+                    "web",
+                    "--key",
+                    &a.key("b.pub"),
+                    "--for",
+                    "1h",
+                    "--reason",
+                    "r",
+                ]);
+                r.assert_ok();
+                assert!(!r.stderr.contains("repaired"), "{r:#?}");
+            }
+        }
+        let now = fs::read(a.trail_path()).unwrap();
+        assert!(now.starts_with(cut), "{step}: the record was destroyed");
+        let t = a.trail();
+        assert!(
+            t.iter().any(|r| r["grant"]["id"] == g1.as_str()),
+            "{step}: {t:?}"
+        );
+        assert!(t.iter().all(|r| r["action"] != "repair"), "{step}: {t:?}");
+        a.ok(&["audit", "verify"]);
+        // The report still says who granted it.
+        let j: serde_json::Value =
+            serde_json::from_str(&a.ok(&["report", "--format", "json"]).stdout).unwrap();
+        let e = j["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["grant"]["id"] == g1.as_str())
+            .unwrap()
+            .clone();
+        assert_ne!(e["adopted"], true, "{step}: {e}");
+        assert_eq!(e["grant"]["granted_by"], "bob", "{step}: {e}");
+    }
+    assert_eq!(a.changes().len(), 2);
+}
