@@ -64,6 +64,9 @@ impl Default for Config {
 #[derive(Debug)]
 pub enum ConfigError {
     File(FileError),
+    /// The default config is not there, but a symlink on its path is:
+    /// pointing nowhere, it is not "no config".
+    Dangling(PathBuf),
     Syntax {
         path: PathBuf,
         message: String,
@@ -79,6 +82,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::File(e) => write!(f, "config: {e}"),
+            ConfigError::Dangling(p) => write!(
+                f,
+                "config: {} leads nowhere (a symlink on its path points to something missing, e.g. an unmounted file system); only a config that is truly absent means defaults (fix: restore the target, or remove the symlink)",
+                p.display()
+            ),
             ConfigError::Syntax { path, message } => {
                 write!(f, "config {}: {}", path.display(), message.trim_end())
             }
@@ -117,12 +125,18 @@ struct RawConfig {
     max_stale: Option<String>,
 }
 
-/// Loads the config: `explicit` must exist; the default path may be absent.
+/// Loads the config: `explicit` must exist; the default path may be
+/// absent, truly: a symlink on the way that leads nowhere (an unmounted
+/// target) is an error, never "no config" (which would drop settings
+/// such as `allowed_signers`).
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG));
     match file::read_secure(path, MAX_CONFIG_BYTES) {
         Ok(bytes) => parse(path, &bytes),
-        Err(FileError::NotFound(_)) if explicit.is_none() => Ok(Config::default()),
+        Err(FileError::NotFound(_)) if explicit.is_none() && file::truly_absent(path) => {
+            Ok(Config::default())
+        }
+        Err(FileError::NotFound(p)) if explicit.is_none() => Err(ConfigError::Dangling(p)),
         Err(e) => Err(ConfigError::File(e)),
     }
 }

@@ -153,6 +153,20 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
     })
 }
 
+/// True when nothing is at `path`: no file, and no symlink on its way
+/// (the path itself or a directory above it) that points to something
+/// missing. A dangling symlink is a file that could not be read, not an
+/// absent one.
+pub fn truly_absent(path: &Path) -> bool {
+    if fs::symlink_metadata(path).is_ok() {
+        return false;
+    }
+    path.ancestors().all(|p| match fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => fs::metadata(p).is_ok(),
+        _ => true,
+    })
+}
+
 /// Checks that `dir` and every directory above it are owned by root or us
 /// and not writable by group or others (above `dir`, a sticky directory may
 /// be, see [`check_ancestors`]): the rule for a file about to be created

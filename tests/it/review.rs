@@ -308,3 +308,30 @@ fn finding_05_a_last_record_that_lost_only_its_newline_is_kept() {
     }
     assert_eq!(a.changes().len(), 2);
 }
+
+#[test]
+fn finding_07_a_dangling_default_config_is_an_error_not_defaults() {
+    let dir = TestDir::new("review-7");
+    let policy = dir.write("policy.json", deploy_doc(1, false));
+    let p = policy.to_str().unwrap();
+    // Truly absent: defaults.
+    run_with_private_etc(&dir, "rm -rf /etc/sshjit", &["check", "--policy", p]).assert_ok();
+    // The config is a symlink to an unmounted file system: the defaults
+    // would drop its settings (allowed_signers: an unsigned policy would
+    // pass). Everything that reads the config denies.
+    for setup in [
+        "mkdir -p /etc/sshjit && ln -sfn /nonexistent/mnt/sshjit.toml /etc/sshjit/sshjit.toml",
+        "rm -rf /etc/sshjit && ln -sfn /nonexistent/mnt/sshjit /etc/sshjit",
+    ] {
+        let r = run_with_private_etc(&dir, setup, &["check", "--policy", p]);
+        r.assert_denied();
+        assert!(r.stderr.contains("leads nowhere"), "{setup}: {r:#?}");
+        let r = run_with_private_etc(
+            &dir,
+            setup,
+            &["keys", "deploy", "--policy", p, "--host", "web-1"],
+        );
+        r.assert_denied();
+        assert!(r.stderr.contains("leads nowhere"), "{setup}: {r:#?}");
+    }
+}
