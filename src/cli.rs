@@ -60,7 +60,7 @@ enum Command {
         #[arg(value_name = "USER")]
         user: String,
         /// Print only the key with this fingerprint (sshd's %f)
-        #[arg(long, value_name = "FP")]
+        #[arg(long, value_name = "FP", allow_hyphen_values = true)]
         fingerprint: Option<String>,
         #[command(flatten)]
         host: HostArg,
@@ -70,14 +70,14 @@ enum Command {
         /// The account logging in (sshd's %u)
         #[arg(value_name = "USER")]
         user: String,
-        /// The certificate's key ID (sshd's %i)
-        #[arg(long, value_name = "ID")]
+        /// The certificate's key ID (sshd's %i; it may start with `-`)
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         key_id: Option<String>,
         /// The certificate's serial (sshd's %s)
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
         serial: Option<String>,
         /// The certificate key's fingerprint (sshd's %f)
-        #[arg(long, value_name = "FP")]
+        #[arg(long, value_name = "FP", allow_hyphen_values = true)]
         fingerprint: Option<String>,
         #[command(flatten)]
         host: HostArg,
@@ -97,7 +97,7 @@ enum Command {
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
         /// A certificate key ID to check against revocations
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         key_id: Option<String>,
         /// A certificate serial to check against revocations
         #[arg(long, value_name = "N")]

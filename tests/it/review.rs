@@ -335,3 +335,31 @@ fn finding_07_a_dangling_default_config_is_an_error_not_defaults() {
         assert!(r.stderr.contains("leads nowhere"), "{setup}: {r:#?}");
     }
 }
+
+#[test]
+fn finding_11_a_certificate_key_id_starting_with_a_dash_logs_in_through_sshd() {
+    use crate::support::sshd::{ClientKey, Options, Sshd, USER_A};
+    let keys = TestDir::new("review-11-keys");
+    let key = ClientKey::generate(&keys.path, "dash");
+    let sshd = Sshd::start(
+        "review-11",
+        &doc(vec![principal_grant("g-dash", USER_A, "dash")], vec![]),
+        Options::default(),
+    );
+    for key_id in ["-alice", "--serial", "--key-id=x", "-"] {
+        sshd.ca.sign(&key, key_id, &["dash"], 11);
+        sshd.assert_login(USER_A, &key);
+        let line = sshd
+            .syslog
+            .wait_for(&["mode=principals", "outcome=allow", "cert_serial=11"]);
+        assert!(!line.contains("bad arguments"), "{line}");
+    }
+    // Revoked by that key ID: refused, so the key ID really was read.
+    sshd.set_policy(&doc(
+        vec![principal_grant("g-dash", USER_A, "dash")],
+        vec![serde_json::json!({"key_id": "-"})],
+    ));
+    sshd.assert_refused(USER_A, &key);
+    sshd.syslog
+        .wait_for(&["key_id=-", "reason=certificate-revoked"]);
+}
