@@ -337,6 +337,47 @@ fn finding_07_a_dangling_default_config_is_an_error_not_defaults() {
 }
 
 #[test]
+fn finding_10_two_grants_of_one_principal_allow_what_either_allows_through_sshd() {
+    use crate::support::sshd::{ClientKey, Options, Sshd, USER_A};
+    use serde_json::json;
+    let keys = TestDir::new("review-10-keys");
+    let key = ClientKey::generate(&keys.path, "alice");
+    let sshd = Sshd::start("review-10", &doc(vec![], vec![]), Options::default());
+    sshd.ca.sign(&key, "alice@corp-10", &["alice"], 10);
+    let restricted = || {
+        let mut g = principal_grant("g-far", USER_A, "alice");
+        g["from"] = json!(["10.9.9.9"]);
+        g
+    };
+    // sshd applies only the first line naming the principal: the one
+    // restricted to another address must not hide the unrestricted one.
+    sshd.set_policy(&doc(
+        vec![restricted(), principal_grant("g-any", USER_A, "alice")],
+        vec![],
+    ));
+    sshd.assert_login(USER_A, &key);
+    // Two restricted ones: either address may log in (here, ours).
+    let mut near = principal_grant("g-near", USER_A, "alice");
+    near["from"] = json!(["127.0.0.1"]);
+    sshd.set_policy(&doc(vec![restricted(), near.clone()], vec![]));
+    sshd.assert_login(USER_A, &key);
+    // Neither from our address: refused, as the policy says.
+    sshd.set_policy(&doc(vec![restricted()], vec![]));
+    sshd.assert_refused(USER_A, &key);
+    // A forced command on one grant and none on the other: sshd honours
+    // one line per principal, the one without the command (the policy
+    // allows a shell), not the forced command.
+    let mut forced = principal_grant("g-cmd", USER_A, "alice");
+    forced["command"] = json!("/bin/echo forced");
+    sshd.set_policy(&doc(
+        vec![forced, principal_grant("g-shell", USER_A, "alice")],
+        vec![],
+    ));
+    let l = sshd.login(USER_A, &key, "echo chosen");
+    assert!(l.succeeded() && l.stdout.contains("chosen"), "{l:?}");
+}
+
+#[test]
 fn finding_11_a_certificate_key_id_starting_with_a_dash_logs_in_through_sshd() {
     use crate::support::sshd::{ClientKey, Options, Sshd, USER_A};
     let keys = TestDir::new("review-11-keys");
