@@ -304,7 +304,7 @@ fn usage_error(args: &[OsString], e: &clap::Error) -> u8 {
         let _ = write!(io::stdout().lock(), "{e}");
         return exit::OK;
     }
-    let _ = write!(io::stderr().lock(), "{e}");
+    term::eprint(&e.to_string());
     let mode = args.iter().skip(1).find_map(|a| match a.to_str() {
         Some("keys") => Some("keys"),
         Some("principals") => Some("principals"),

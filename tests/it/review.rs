@@ -404,3 +404,76 @@ fn finding_11_a_certificate_key_id_starting_with_a_dash_logs_in_through_sshd() {
     sshd.syslog
         .wait_for(&["key_id=-", "reason=certificate-revoked"]);
 }
+
+/// What a terminal or a spreadsheet must never receive raw: C0 controls
+/// but tab and newline (and CR before LF), DEL, C1, and the invisible
+/// format characters that reorder or hide text (bidi, zero-width).
+fn unsafe_chars(text: &str) -> Vec<char> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let bad = match c {
+            '\n' | '\t' => false,
+            '\r' => chars.peek() != Some(&'\n'),
+            c if c.is_control() => true,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' => true,
+            '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}' => true,
+            _ => false,
+        };
+        if bad {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn finding_09_what_is_printed_for_a_person_is_safe_for_a_terminal_and_a_spreadsheet() {
+    let a = Admin::new("review-9");
+    let reason = "INC-9 \u{202e}gnp.exe \u{2066}x\u{2069} \u{200b}z";
+    let g1 = a.grant("deploy", "a.pub", &["--reason", reason]);
+    a.ok(&["revoke", "--user", "web", "--reason", "\u{202e}left"]);
+    // Forged log bytes: ESC, BEL, a C1 control and a bidi override.
+    let log = a.dir.write(
+        "auth.log",
+        format!(
+            "Nov 21 10:00:00 web-1 sshjit[1]: mode=keys user=deploy host=\"\\x1b[31mevil\\x07\\xc2\\x9b\\xe2\\x80\\xae\" outcome=allow matched={g1}\n"
+        ),
+    );
+    let logins = log.to_str().unwrap();
+    let runs = [
+        vec!["list"],
+        vec!["list", "--all"],
+        vec!["list", "--json"],
+        vec!["explain", "deploy", "--host", "web-1"],
+        vec!["report"],
+        vec!["report", "--format", "csv", "--logins", logins],
+        vec!["report", "--format", "json", "--logins", logins],
+        vec!["report", "--logins", logins],
+        vec!["check"],
+    ];
+    for args in runs {
+        let r = a.ok(&args);
+        assert!(
+            unsafe_chars(&r.stdout).is_empty(),
+            "{args:?}: {:?}",
+            unsafe_chars(&r.stdout)
+        );
+        assert!(
+            unsafe_chars(&r.stderr).is_empty(),
+            "{args:?}: {:?}",
+            unsafe_chars(&r.stderr)
+        );
+    }
+    // Escaped, not dropped: JSON keeps the very value.
+    let j: serde_json::Value = serde_json::from_str(&a.ok(&["list", "--json"]).stdout).unwrap();
+    assert!(j.to_string().contains('\u{202e}'), "{j}");
+    let csv = a
+        .ok(&["report", "--format", "csv", "--logins", logins])
+        .stdout;
+    assert!(csv.contains("\\u001b[31mevil\\u0007"), "{csv}");
+    // And errors on stderr.
+    let r = a.run(&["revoke", "--grant", "g-\u{202e}x", "--reason", "r"]);
+    assert_ne!(r.code, Some(0));
+    assert!(unsafe_chars(&r.stderr).is_empty(), "{:?}", r.stderr);
+}
