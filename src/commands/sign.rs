@@ -55,6 +55,7 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
     let signers = signers(&config, args.allowed_signers.as_deref())?;
     let bytes = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(refused)?;
     let policy = Policy::parse(&bytes).map_err(|e| {
+        let e = file::shown(&args.file, e);
         refused(format!(
             "{}: {e}; run `sshjit check` for details",
             args.file.display()
@@ -212,7 +213,13 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
             let signer = signers
                 .verify(&bytes, &armored, Timestamp::now().unix_seconds())
                 .map_err(|e| denied(format!("{}: {e}", doc.display())))?;
-            finish(&config, &doc.display().to_string(), &bytes, &signer)
+            finish(
+                &config,
+                &doc.display().to_string(),
+                Some(doc),
+                &bytes,
+                &signer,
+            )
         }
         (Some(_), _) => Err(Failure::usage("--signature goes with one policy file")),
         (None, _) => {
@@ -230,6 +237,7 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
             finish(
                 &setup.config,
                 &fetched.doc.origin,
+                fetched.doc.path.as_deref(),
                 &fetched.doc.bytes,
                 &signer,
             )
@@ -238,8 +246,18 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
 }
 
 /// Validates the document and reports its serial against this host's.
-fn finish(config: &Config, origin: &str, bytes: &[u8], signer: &Signer) -> Result<String, Failure> {
+fn finish(
+    config: &Config,
+    origin: &str,
+    path: Option<&Path>,
+    bytes: &[u8],
+    signer: &Signer,
+) -> Result<String, Failure> {
     let policy = Policy::parse(bytes).map_err(|e| {
+        let e = match path {
+            Some(p) => file::shown(p, e),
+            None => e,
+        };
         Failure::refused(format!(
             "{origin}: good signature but invalid document: {e}"
         ))

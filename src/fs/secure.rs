@@ -153,6 +153,36 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
     })
 }
 
+/// True when anyone on this host may read the file at `path`: it is
+/// readable by others, and every directory on its way (symlinks resolved)
+/// is searchable by others. Only then may an error message quote what it
+/// holds; otherwise a message gives a position and a kind, never content
+/// (`--config /etc/shadow` must not print a line of it).
+pub fn world_readable(path: &Path) -> bool {
+    let Ok(absolute) = std::path::absolute(path) else {
+        return false;
+    };
+    let Ok(canonical) = fs::canonicalize(&absolute) else {
+        return false;
+    };
+    let readable = |p: &Path, bit: u32| fs::metadata(p).is_ok_and(|m| m.mode() & bit != 0);
+    let searchable = |file: &Path| {
+        file.parent()
+            .is_none_or(|d| d.ancestors().all(|a| readable(a, 0o001)))
+    };
+    readable(&canonical, 0o004) && searchable(&absolute) && searchable(&canonical)
+}
+
+/// A policy error as it may be shown for the file at `path`: whole when
+/// anyone may read the file, else its kind and position only.
+pub fn shown(path: &Path, error: sshjit_policy::PolicyError) -> sshjit_policy::PolicyError {
+    if world_readable(path) {
+        error
+    } else {
+        error.redacted()
+    }
+}
+
 /// True when nothing is at `path`: no file, and no symlink on its way
 /// (the path itself or a directory above it) that points to something
 /// missing. A dangling symlink is a file that could not be read, not an

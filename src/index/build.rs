@@ -194,7 +194,16 @@ pub struct Written {
 /// never be mistaken for a description of a newer version.
 pub fn write_for(policy_path: &Path) -> io::Result<Written> {
     let (document, identity, read_at) = read_settled(policy_path)?;
-    let bytes = build(&document, &identity, read_at).map_err(io::Error::other)?;
+    let bytes = build(&document, &identity, read_at).map_err(|e| {
+        // What the document holds is quoted only if anyone may read it.
+        if crate::fs::secure::world_readable(policy_path) {
+            io::Error::other(e)
+        } else {
+            io::Error::other(
+                "the policy does not validate (`sshjit check` shows where; the content is not shown: the file is not readable by everyone)",
+            )
+        }
+    })?;
     let target = index_path(policy_path);
     // One fixed temp name: the caller holds the policy's lock, and a temp
     // file left by an interrupted run is simply replaced. Same owner as

@@ -116,6 +116,9 @@ pub fn network_deadline(started: Instant, timeout: Duration) -> Instant {
 pub struct Document {
     pub bytes: Vec<u8>,
     pub origin: String,
+    /// The local file it was read from (errors quote a file's content only
+    /// when anyone may read it).
+    pub path: Option<PathBuf>,
 }
 
 /// A document and what is known about it before parsing.
@@ -267,6 +270,7 @@ pub fn fetch(
                     doc: Document {
                         bytes: found.document,
                         origin: source.to_string(),
+                        path: local_path(source),
                     },
                     signer: None,
                     cache_age: None,
@@ -283,7 +287,11 @@ pub fn fetch(
                 let origin = source.to_string();
                 let signer = verify(signers.as_ref(), &origin, &bytes, signature.as_deref())?;
                 return Ok(Fetched {
-                    doc: Document { bytes, origin },
+                    doc: Document {
+                        bytes,
+                        origin,
+                        path: local_path(source),
+                    },
                     signer,
                     cache_age: None,
                     failures,
@@ -338,6 +346,7 @@ pub fn fetch(
         doc: Document {
             bytes: cached.bytes,
             origin: cached.origin,
+            path: None,
         },
         signer,
         cache_age: Some(cached.age),
@@ -345,6 +354,13 @@ pub fn fetch(
         view: View::Whole(None),
         signature: cached.signature,
     })
+}
+
+fn local_path(source: &Source) -> Option<PathBuf> {
+    match source {
+        Source::File(p) => Some(p.clone()),
+        Source::Https(_) => None,
+    }
 }
 
 fn cache_key<'a>(q: &Scope<'a>) -> Option<cache::Key<'a>> {

@@ -69,7 +69,7 @@ impl<'t> Session<'t> {
             Some(b) => Policy::parse(b)
                 .map_err(|error| StoreError::Invalid {
                     path: target.policy.clone(),
-                    error,
+                    error: crate::fs::secure::shown(&target.policy, error),
                 })?
                 .into_owned(),
             None => Policy::empty(),

@@ -477,3 +477,83 @@ fn finding_09_what_is_printed_for_a_person_is_safe_for_a_terminal_and_a_spreadsh
     assert_ne!(r.code, Some(0));
     assert!(unsafe_chars(&r.stderr).is_empty(), "{:?}", r.stderr);
 }
+
+#[test]
+fn finding_06_errors_never_echo_a_file_the_reader_could_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Admin::new("review-6");
+    // Root's own files, readable by nobody else (the review used
+    // /etc/shadow and /root/secret.txt).
+    let vault = a.dir.join("vault");
+    fs::create_dir(&vault).unwrap();
+    fs::set_permissions(&vault, fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = |name: &str, text: &str| {
+        let p = vault.join(name);
+        write_file(&p, text.as_bytes(), 0o600);
+        p.to_str().unwrap().to_owned()
+    };
+    const S: &str = "HUNTER2SECRET";
+    let shadow = secret("shadow", &format!("root:$y$j9T${S}:19000:0:99999:7:::\n"));
+    let toml = secret("s.toml", &format!("source = [\"{S}\"]\n"));
+    let typed = secret("t.toml", &format!("timeout = [\"{S}\"]\n"));
+    let key = secret("key.txt", &format!("ssh-ed25519 {S}\n"));
+    let json_id = secret(
+        "p.json",
+        &format!("{{\"version\": 1, \"grants\": [{{\"id\": \"{S} x\"}}]}}"),
+    );
+    let json_key = secret(
+        "k.json",
+        &format!(
+            "{{\"version\": 1, \"grants\": [{{\"id\": \"g\", \"user\": \"u\", \"key\": \"ssh-ed25519 {S}\", \"expires_at\": \"2099-01-01T00:00:00Z\", \"reason\": \"r\"}}]}}"
+        ),
+    );
+    let signers = secret("signers", &format!("{S} ssh-ed25519 AAAA\n"));
+    let p = a.policy.to_str().unwrap();
+    let c = a.config.to_str().unwrap();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["list", "--config", &shadow, "--policy", p],
+        vec!["check", "--config", &toml, "--policy", p],
+        vec!["check", "--config", &typed, "--policy", p],
+        vec!["keys", "deploy", "--config", &shadow, "--policy", p],
+        vec![
+            "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r", "--config", c,
+            "--policy", p,
+        ],
+        vec![
+            "revoke", "--key", &key, "--reason", "r", "--config", c, "--policy", p,
+        ],
+        vec!["check", "--config", c, "--policy", &json_id],
+        vec!["check", "--config", c, "--policy", &json_key],
+        vec!["check", "--config", c, "--policy", &shadow],
+        vec![
+            "keys", "u", "--host", "h", "--config", c, "--policy", &json_key,
+        ],
+        vec!["explain", "u", "--config", c, "--policy", &json_id],
+        vec!["index", "--config", c, "--policy", &json_id],
+        vec![
+            "verify",
+            &json_key,
+            "--allowed-signers",
+            &signers,
+            "--config",
+            c,
+        ],
+    ];
+    for args in runs {
+        let r = run(&args);
+        assert_ne!(r.code, Some(0), "{args:?}: {r:#?}");
+        assert!(
+            !r.stdout.contains(S) && !r.stderr.contains(S),
+            "{args:?} echoed it: {r:#?}"
+        );
+        assert!(!r.stderr.is_empty(), "{args:?} says why: {r:#?}");
+    }
+    // What anyone may read is quoted as before: it helps fix a typo.
+    let open = a.dir.write(
+        "open.json",
+        format!("{{\"version\": 1, \"grants\": [{{\"id\": \"{S} x\"}}]}}"),
+    );
+    let r = run(&["check", "--config", c, "--policy", open.to_str().unwrap()]);
+    r.assert_denied();
+    assert!(r.stderr.contains(S), "{r:#?}");
+}
