@@ -557,3 +557,40 @@ fn finding_06_errors_never_echo_a_file_the_reader_could_not_read() {
     r.assert_denied();
     assert!(r.stderr.contains(S), "{r:#?}");
 }
+
+#[test]
+fn finding_08_sign_refuses_other_content_under_a_serial_already_signed() {
+    use crate::support::https::signing_key;
+    let dir = TestDir::new("review-8");
+    let key = signing_key(&dir, "signer");
+    let signers = dir.write("allowed_signers", format!("ops {}\n", key.public_line));
+    let config = dir.config(&format!("allowed_signers = \"{}\"", signers.display()));
+    let c = config.to_str().unwrap();
+    let k = key.private.to_str().unwrap();
+    let first = deploy_doc(5, false);
+    let policy = dir.write("policy.json", &first);
+    let p = policy.to_str().unwrap();
+    let sig = dir.join("policy.json.sig");
+    run(&["sign", p, "--key", k, "--config", c]).assert_ok();
+    let signed_first = fs::read(&sig).unwrap();
+    // The same bytes again: fine (a second signature of one version).
+    run(&["sign", p, "--key", k, "--config", c]).assert_ok();
+    // Other content under serial 5: both pairs would be valid, and a
+    // replay of the first would be accepted where the second was.
+    let second = deploy_doc(5, true);
+    dir.write("policy.json", &second);
+    let before = fs::read(&sig).unwrap();
+    let r = run(&["sign", p, "--key", k, "--config", c]);
+    r.assert_denied();
+    assert!(r.stderr.contains("serial 5"), "{r:#?}");
+    assert!(r.stderr.contains("raise"), "{r:#?}");
+    assert_eq!(fs::read(&sig).unwrap(), before, "nothing signed");
+    // Raised, it signs.
+    dir.write("policy.json", deploy_doc(6, true));
+    run(&["sign", p, "--key", k, "--config", c]).assert_ok();
+    assert_ne!(fs::read(&sig).unwrap(), signed_first);
+    // Back to the first version's bytes: still the same content as signed
+    // under 5, so allowed (hosts that saw 6 refuse it as a rollback).
+    dir.write("policy.json", &first);
+    run(&["sign", p, "--key", k, "--config", c]).assert_ok();
+}
