@@ -83,7 +83,11 @@ enum Command {
         host: HostArg,
     },
     /// Validate the policy (and the config); print where an error is and how to fix it
-    Check,
+    Check {
+        /// Also check that this account (sshd's AuthorizedKeysCommandUser) can read every file a login reads [default, as root: sshjit]
+        #[arg(long = "as", value_name = "USER")]
+        account: Option<String>,
+    },
     /// Build the policy index (the admin commands keep it current; run after a hand edit)
     Index,
     /// Explain, grant by grant, why USER may or may not log in
@@ -217,7 +221,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             },
             started,
         ),
-        Command::Check => commands::check::run(&globals),
+        Command::Check { account } => commands::check::run(&globals, account.as_deref()),
         Command::Index => commands::index::run(&globals),
         Command::Sign {
             file,

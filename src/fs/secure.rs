@@ -173,6 +173,75 @@ pub fn world_readable(path: &Path) -> bool {
     readable(&canonical, 0o004) && searchable(&absolute) && searchable(&canonical)
 }
 
+/// What an account may do to a file, as the kernel's permission bits say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Whether `account` may read (or write) the file at `path`: search
+/// permission on every directory on its way (the name given and, symlinks
+/// resolved, the file's real place) and the permission on the file itself,
+/// by the owner, group and other bits (ACLs are not looked at). `Err`
+/// names the first thing in the way.
+pub fn access_for(path: &Path, account: &system::Account, access: Access) -> Result<(), String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let canonical = fs::canonicalize(&absolute).map_err(|e| format!("{}: {e}", path.display()))?;
+    let allowed = |p: &Path, bits: u32| -> Result<bool, String> {
+        let m = fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if account.uid == 0 {
+            return Ok(true);
+        }
+        let shift = if m.uid() == account.uid {
+            6
+        } else if m.gid() == account.gid || account.groups.contains(&m.gid()) {
+            3
+        } else {
+            0
+        };
+        Ok((m.mode() >> shift) & bits == bits)
+    };
+    let describe = |p: &Path| {
+        fs::metadata(p).map_or_else(
+            |_| String::new(),
+            |m| {
+                format!(
+                    " (mode {:04o}, owner uid {}, group gid {})",
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                )
+            },
+        )
+    };
+    for file in [&absolute, &canonical] {
+        if let Some(parent) = file.parent() {
+            // From the top down, so the first directory in the way is named.
+            let dirs: Vec<&Path> = parent.ancestors().collect();
+            for d in dirs.into_iter().rev() {
+                if !allowed(d, 0o1)? {
+                    return Err(format!("cannot enter {}{}", d.display(), describe(d)));
+                }
+            }
+        }
+    }
+    let (bits, verb) = match access {
+        Access::Read => (0o4, "read"),
+        Access::Write => (0o2, "write"),
+    };
+    // A directory is also entered to read or write its entries.
+    let bits = if canonical.is_dir() { bits | 0o1 } else { bits };
+    if !allowed(&canonical, bits)? {
+        return Err(format!(
+            "cannot {verb} {}{}",
+            canonical.display(),
+            describe(&canonical)
+        ));
+    }
+    Ok(())
+}
+
 /// A policy error as it may be shown for the file at `path`: whole when
 /// anyone may read the file, else its kind and position only.
 pub fn shown(path: &Path, error: sshjit_policy::PolicyError) -> sshjit_policy::PolicyError {

@@ -594,3 +594,46 @@ fn finding_08_sign_refuses_other_content_under_a_serial_already_signed() {
     dir.write("policy.json", &first);
     run(&["sign", p, "--key", k, "--config", c]).assert_ok();
 }
+
+#[test]
+fn finding_12_check_says_what_the_helpers_account_will_see() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(sshjit::system::euid(), 0, "this test runs check as root");
+    let dir = TestDir::new("review-12");
+    let config = dir.config("");
+    let policy = dir.write("policy.json", deploy_doc(1, false));
+    let g = Globals::new(&policy, &config);
+    // Readable by everyone: ok for nobody too, and said so.
+    let r = g.run(&["check", "--as", "nobody"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("nobody"), "{r:#?}");
+    // 0600: root reads it, the helper's account cannot: every login would
+    // be denied with EACCES, so check fails and says why.
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o600)).unwrap();
+    let r = g.run(&["check", "--as", "nobody"]);
+    r.assert_denied();
+    assert!(
+        r.stderr.contains("nobody") && r.stderr.contains("cannot read"),
+        "{r:#?}"
+    );
+    // The helper really is denied, as check said.
+    let mut as_nobody = g.host("web-1").cmd(&["keys", "deploy"]);
+    std::os::unix::process::CommandExt::uid(&mut as_nobody, 65534);
+    let out = as_nobody.output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    // A directory the account cannot enter is just as bad.
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o644)).unwrap();
+    let inner = dir.join("inner");
+    fs::create_dir(&inner).unwrap();
+    fs::set_permissions(&inner, fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = inner.join("policy.json");
+    fs::copy(&policy, &hidden).unwrap();
+    let r = Globals::new(&hidden, &config).run(&["check", "--as", "nobody"]);
+    r.assert_denied();
+    assert!(r.stderr.contains("cannot enter"), "{r:#?}");
+    // Without --as, root checks the default account (sshjit), or says
+    // there is none.
+    let r = g.run(&["check"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("sshjit"), "{r:#?}");
+}
