@@ -637,3 +637,180 @@ fn finding_12_check_says_what_the_helpers_account_will_see() {
     r.assert_ok();
     assert!(r.stdout.contains("sshjit"), "{r:#?}");
 }
+
+/// `*`/`?` globs, case-insensitively, as `hosts` are matched.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// The answer sshjit-server gives for (user, host, mode): that user's
+/// grants for that host and mode, every revocation that could name one of
+/// them, and in principals mode every certificate revocation.
+fn filtered(
+    whole: &serde_json::Value,
+    user: &str,
+    host: &str,
+    principals: bool,
+) -> serde_json::Value {
+    use serde_json::json;
+    let grants: Vec<serde_json::Value> = whole["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["user"] == user)
+        .filter(|g| g.get("principal").is_some() == principals)
+        .filter(|g| {
+            g.get("hosts")
+                .and_then(|h| h.as_array())
+                .is_none_or(|h| h.is_empty() || h.iter().any(|p| glob(p.as_str().unwrap(), host)))
+        })
+        .cloned()
+        .collect();
+    let fingerprint = |key: &str| match key {
+        KEY_A => FP_A,
+        KEY_B => FP_B,
+        other => panic!("unknown test key {other}"),
+    };
+    let names = |r: &serde_json::Value| {
+        grants.iter().any(|g| {
+            r.get("grant") == Some(&g["id"])
+                || r.get("user") == Some(&g["user"])
+                || g.get("principal")
+                    .is_some_and(|p| r.get("principal") == Some(p))
+                || g.get("key").is_some_and(|k| {
+                    r.get("fingerprint") == Some(&json!(fingerprint(k.as_str().unwrap())))
+                })
+        }) || (principals
+            && ["key_id", "serial", "fingerprint"]
+                .iter()
+                .any(|k| r.get(*k).is_some()))
+    };
+    let revocations: Vec<serde_json::Value> = whole["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| names(r))
+        .cloned()
+        .collect();
+    json!({"version": 1, "serial": whole["serial"], "grants": grants, "revocations": revocations})
+}
+
+#[test]
+fn finding_13_a_replayed_signed_answer_never_grants_more_than_the_whole_document() {
+    use crate::support::https::{
+        Pki, Response, Server, header_value, signing_key, ssh_sign, write_pem,
+    };
+    use serde_json::json;
+    // Decision (see README, "Signed policies"): answers are not bound to
+    // their query. A mirror that replays the signed answer of one query
+    // (user, host, mode) for another can only take access away: the helper
+    // evaluates user, host and mode itself on every grant, and an answer
+    // holds every revocation that could name its grants (and, for
+    // principals, every certificate revocation), all at one serial.
+    let dir = TestDir::new("review-13");
+    let pki = Pki::new("review CA");
+    let ca = dir.join("ca.pem");
+    write_pem(&ca, &pki.ca_pem);
+    let server = Server::start(&pki);
+    let key = signing_key(&dir, "signer");
+    let signers = dir.write("allowed_signers", format!("server {}\n", key.public_line));
+    let state = private_dir(&dir, "state");
+    let mut whole = doc(
+        vec![
+            key_grant("g-dk", "deploy", KEY_A),
+            key_grant("g-dk2", "deploy", KEY_B),
+            principal_grant("g-dp", "deploy", "alice"),
+            key_grant("g-ok", "ops", KEY_B),
+            principal_grant("g-op", "ops", "bob"),
+            principal_grant("g-op2", "ops", "carol"),
+        ],
+        vec![
+            json!({"grant": "g-dk2"}),
+            json!({"key_id": "stolen"}),
+            json!({"principal": "bob"}),
+        ],
+    );
+    whole["serial"] = json!(7);
+    whole["grants"][0]["hosts"] = json!(["web-*"]);
+    whole["grants"][1]["hosts"] = json!(["db-*"]);
+    whole["grants"][2]["hosts"] = json!(["web-*"]);
+    let serve = |document: &serde_json::Value| {
+        let bytes = serde_json::to_vec_pretty(document).unwrap();
+        let sig = ssh_sign(&key, &bytes, "sshjit-policy");
+        server.route(
+            "/p.json",
+            Response::ok(bytes).header("Sshjit-Signature", &header_value(&sig)),
+        );
+    };
+    let url = server.url("/p.json");
+    // Every query: user, host, mode (with a good or a revoked certificate).
+    let mut queries = Vec::new();
+    for user in ["deploy", "ops"] {
+        for host in ["web-1", "db-1"] {
+            queries.push((user, host, None));
+            for key_id in ["good", "stolen"] {
+                queries.push((user, host, Some(key_id)));
+            }
+        }
+    }
+    let ask = |user: &str, host: &str, key_id: Option<&str>| -> Vec<String> {
+        let config = dir.config(&format!(
+            "ca_file = \"{}\"\nhost = \"{host}\"\nallowed_signers = \"{}\"\nstate_dir = \"{}\"",
+            ca.display(),
+            signers.display(),
+            state.display()
+        ));
+        let g = Globals::new(&url, &config);
+        let r = match key_id {
+            None => g.run(&["keys", user]),
+            Some(k) => g.run(&["principals", user, "--key-id", k, "--serial", "9"]),
+        };
+        r.assert_ok();
+        let matched = r
+            .stderr
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("matched="))
+            .unwrap_or("");
+        let mut ids: Vec<String> = matched
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    };
+    // What the whole document allows, query by query.
+    serve(&whole);
+    let allowed: Vec<Vec<String>> = queries.iter().map(|&(u, h, k)| ask(u, h, k)).collect();
+    assert!(
+        allowed.iter().any(|a| !a.is_empty()),
+        "something is allowed"
+    );
+    // Each query's own answer gives exactly that; replayed for any other
+    // query, never more than the whole document allows there.
+    for (a, &(user, host, key_id)) in queries.iter().enumerate() {
+        serve(&filtered(&whole, user, host, key_id.is_some()));
+        for (b, &(u, h, k)) in queries.iter().enumerate() {
+            let got = ask(u, h, k);
+            if a == b {
+                assert_eq!(got, allowed[b], "own answer for {:?}", queries[b]);
+            }
+            assert!(
+                got.iter().all(|id| allowed[b].contains(id)),
+                "the answer for {:?} replayed for {:?} allows {got:?}, the whole document only {:?}",
+                queries[a],
+                queries[b],
+                allowed[b]
+            );
+        }
+    }
+}
