@@ -88,8 +88,15 @@ enum Command {
         #[arg(long = "as", value_name = "USER")]
         account: Option<String>,
     },
-    /// Build the policy index (the admin commands keep it current; run after a hand edit)
-    Index,
+    /// Build the policy index (the admin commands keep it current; run after a hand edit, or keep --watch running)
+    Index {
+        /// Keep running, rebuilding the index whenever the policy (or its signature) changes
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch looks at the policy [default: 1s]
+        #[arg(long, value_name = "DURATION", requires = "watch")]
+        interval: Option<String>,
+    },
     /// Explain, grant by grant, why USER may or may not log in
     Explain {
         #[arg(value_name = "USER")]
@@ -222,7 +229,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             started,
         ),
         Command::Check { account } => commands::check::run(&globals, account.as_deref()),
-        Command::Index => commands::index::run(&globals),
+        Command::Index { watch, interval } => {
+            let every = match interval.as_deref().map(sshjit_policy::time::parse_duration) {
+                None => std::time::Duration::from_secs(1),
+                Some(Ok(d)) if d >= std::time::Duration::from_secs(1) => d,
+                Some(_) => {
+                    term::eprint(
+                        "error: --interval: a duration of at least 1s (e.g. 1s, 30s, 5m)\n",
+                    );
+                    return exit::USAGE;
+                }
+            };
+            commands::index::run(&globals, watch.then_some(every))
+        }
         Command::Sign {
             file,
             key,

@@ -112,6 +112,22 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
             "warning: no allowed_signers given or configured: check that hosts list this key\n",
         );
     }
+    // This host's own signed policy (a configured source, or one indexed
+    // before): its index records the new signature, so logins use it.
+    let is_source = config
+        .sources
+        .iter()
+        .any(|s| matches!(s, Source::File(p) if p == &args.file));
+    let indexed =
+        std::fs::canonicalize(&args.file).is_ok_and(|c| crate::index::index_path(&c).exists());
+    if let Some(s) = signers.as_ref().filter(|_| is_source || indexed) {
+        match super::index::rebuild(&args.file, Some(s)) {
+            Ok(w) => report.push_str(&super::index::written(&args.file, &w)),
+            Err(e) => report.push_str(&format!(
+                "note: the index was not rebuilt ({e}): run `sshjit index`\n"
+            )),
+        }
+    }
     report.push_str(&format!(
         "publish both files side by side, or serve the document with the header\nSshjit-Signature: {}\n",
         Base64::encode_string(&armored)

@@ -246,6 +246,12 @@ fn write(
             return Err(e);
         }
     };
+    // The new document's index goes in place first, so that no login
+    // finds the new policy without an index of its contents (until the
+    // rename, it matches by the document's SHA-256; `settle` then gives it
+    // the renamed file's identity).
+    let prebuilt =
+        crate::index::prebuild(&target.policy, pending.temp_metadata(), &policy, &document);
     committed.warning = match pending.commit() {
         Ok(()) => None,
         // From here the change is in effect: a failure is a warning, not a
@@ -259,7 +265,14 @@ fn write(
             ));
         }
     };
-    index(&target.policy, &mut committed);
+    match prebuilt {
+        Ok(bytes) => {
+            if let Err(e) = crate::index::settle(&target.policy, bytes) {
+                index_warning(&mut committed, &e);
+            }
+        }
+        Err(_) => index(&target.policy, &mut committed),
+    }
     committed.repaired = repaired;
     Ok(committed)
 }
@@ -268,13 +281,16 @@ fn write(
 /// failure costs only speed: the old index no longer matches the file, so
 /// the helper reads the whole document until `sshjit index` succeeds.
 fn index(policy: &Path, committed: &mut Committed) {
-    if let Err(e) = crate::index::write_for(policy) {
-        let w = format!(
-            "the change is in effect, but its index was not written ({e}): run `sshjit index`"
-        );
-        committed.warning = Some(match committed.warning.take() {
-            Some(prev) => format!("{prev}; {w}"),
-            None => w,
-        });
+    if let Err(e) = crate::index::write_for(policy, None) {
+        index_warning(committed, &e);
     }
+}
+
+fn index_warning(committed: &mut Committed, e: &std::io::Error) {
+    let w =
+        format!("the change is in effect, but its index was not written ({e}): run `sshjit index`");
+    committed.warning = Some(match committed.warning.take() {
+        Some(prev) => format!("{prev}; {w}"),
+        None => w,
+    });
 }

@@ -88,7 +88,8 @@ impl PolicyFile {
     /// The edit's temp file, with a fixed name: what an interrupted edit
     /// left there is the evidence `temp_sha` reads.
     pub fn tmp_path(&self) -> PathBuf {
-        self.sibling(".tmp")
+        // Where the login path looks for an edit's next version.
+        crate::index::pending_policy(&self.policy)
     }
 }
 
