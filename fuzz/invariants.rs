@@ -149,7 +149,30 @@ fn check(policy: &Policy<'_>, req: &Request<'_>, now: Timestamp) {
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), rendered.lines.len());
             assert!(text.is_empty() || text.ends_with('\n'));
+            // sshd applies only the first line naming a principal: when a
+            // valid grant of it allows any address, so does that line.
+            let mut seen_principals = Vec::new();
             for (line, ids) in lines.iter().zip(&rendered.lines) {
+                if let Mode::Principals { .. } = req.mode {
+                    let parsed = parse_principals_line(line).expect("sshd reads it");
+                    let principal = parsed.subject.clone();
+                    if !seen_principals.contains(&principal) {
+                        // Among the grants printed (one in its last
+                        // fraction of a second is left out).
+                        let printed = |g: &&&sshjit_policy::Grant<'_>| {
+                            rendered.lines.iter().flatten().any(|id| **id == g.id)
+                        };
+                        let open = valid.iter().filter(printed).any(|g| {
+                            matches!(&g.subject, Subject::Principal(p) if p.as_str() == principal)
+                                && g.from.is_empty()
+                        });
+                        assert!(
+                            !open || parsed.option("from").is_none(),
+                            "{line}: the first line for {principal} is narrower than a valid grant"
+                        );
+                        seen_principals.push(principal);
+                    }
+                }
                 let parsed = match req.mode {
                     Mode::Keys { .. } => parse_keys_line(line),
                     Mode::Principals { .. } => parse_principals_line(line),

@@ -60,7 +60,7 @@ enum Command {
         #[arg(value_name = "USER")]
         user: String,
         /// Print only the key with this fingerprint (sshd's %f)
-        #[arg(long, value_name = "FP")]
+        #[arg(long, value_name = "FP", allow_hyphen_values = true)]
         fingerprint: Option<String>,
         #[command(flatten)]
         host: HostArg,
@@ -70,22 +70,33 @@ enum Command {
         /// The account logging in (sshd's %u)
         #[arg(value_name = "USER")]
         user: String,
-        /// The certificate's key ID (sshd's %i)
-        #[arg(long, value_name = "ID")]
+        /// The certificate's key ID (sshd's %i; it may start with `-`)
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         key_id: Option<String>,
         /// The certificate's serial (sshd's %s)
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
         serial: Option<String>,
         /// The certificate key's fingerprint (sshd's %f)
-        #[arg(long, value_name = "FP")]
+        #[arg(long, value_name = "FP", allow_hyphen_values = true)]
         fingerprint: Option<String>,
         #[command(flatten)]
         host: HostArg,
     },
     /// Validate the policy (and the config); print where an error is and how to fix it
-    Check,
-    /// Build the policy index (the admin commands keep it current; run after a hand edit)
-    Index,
+    Check {
+        /// Also check that this account (sshd's AuthorizedKeysCommandUser) can read every file a login reads [default, as root: sshjit]
+        #[arg(long = "as", value_name = "USER")]
+        account: Option<String>,
+    },
+    /// Build the policy index (the admin commands keep it current; run after a hand edit, or keep --watch running)
+    Index {
+        /// Keep running, rebuilding the index whenever the policy (or its signature) changes
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch looks at the policy [default: 1s]
+        #[arg(long, value_name = "DURATION", requires = "watch")]
+        interval: Option<String>,
+    },
     /// Explain, grant by grant, why USER may or may not log in
     Explain {
         #[arg(value_name = "USER")]
@@ -97,7 +108,7 @@ enum Command {
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
         /// A certificate key ID to check against revocations
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
         key_id: Option<String>,
         /// A certificate serial to check against revocations
         #[arg(long, value_name = "N")]
@@ -105,6 +116,8 @@ enum Command {
         #[command(flatten)]
         host: HostArg,
     },
+    /// Create a new, empty policy and its trail (the only command that creates a policy)
+    Init(commands::init::InitArgs),
     /// Give access: add a grant (prints only its id)
     Grant(commands::grant::GrantArgs),
     /// Take access away: add a revocation (it always wins over a grant)
@@ -217,8 +230,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
             },
             started,
         ),
-        Command::Check => commands::check::run(&globals),
-        Command::Index => commands::index::run(&globals),
+        Command::Check { account } => commands::check::run(&globals, account.as_deref()),
+        Command::Index { watch, interval } => {
+            let every = match interval.as_deref().map(sshjit_policy::time::parse_duration) {
+                None => std::time::Duration::from_secs(1),
+                Some(Ok(d)) if d >= std::time::Duration::from_secs(1) => d,
+                Some(_) => {
+                    term::eprint(
+                        "error: --interval: a duration of at least 1s (e.g. 1s, 30s, 5m)\n",
+                    );
+                    return exit::USAGE;
+                }
+            };
+            commands::index::run(&globals, watch.then_some(every))
+        }
         Command::Sign {
             file,
             key,
@@ -260,6 +285,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
                 serial,
             },
         ),
+        Command::Init(args) => finish(commands::init::run(&globals, &args)),
         Command::Grant(args) => finish(commands::grant::run(&globals, &args)),
         Command::Revoke(args) => finish(commands::revoke::run_revoke(&globals, &args)),
         Command::Unrevoke(args) => finish(commands::revoke::run_unrevoke(&globals, &args)),
@@ -304,7 +330,7 @@ fn usage_error(args: &[OsString], e: &clap::Error) -> u8 {
         let _ = write!(io::stdout().lock(), "{e}");
         return exit::OK;
     }
-    let _ = write!(io::stderr().lock(), "{e}");
+    term::eprint(&e.to_string());
     let mode = args.iter().skip(1).find_map(|a| match a.to_str() {
         Some("keys") => Some("keys"),
         Some("principals") => Some("principals"),

@@ -64,8 +64,13 @@ impl Default for Config {
 #[derive(Debug)]
 pub enum ConfigError {
     File(FileError),
+    /// The default config is not there, but a symlink on its path is:
+    /// pointing nowhere, it is not "no config".
+    Dangling(PathBuf),
     Syntax {
         path: PathBuf,
+        /// 1-based line and column, when known.
+        position: Option<(usize, usize)>,
         message: String,
     },
     Value {
@@ -79,7 +84,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::File(e) => write!(f, "config: {e}"),
-            ConfigError::Syntax { path, message } => {
+            ConfigError::Dangling(p) => write!(
+                f,
+                "config: {} leads nowhere (a symlink on its path points to something missing, e.g. an unmounted file system); only a config that is truly absent means defaults (fix: restore the target, or remove the symlink)",
+                p.display()
+            ),
+            ConfigError::Syntax { path, message, .. } => {
                 write!(f, "config {}: {}", path.display(), message.trim_end())
             }
             ConfigError::Value { path, key, message } => {
@@ -90,6 +100,71 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The error without anything taken from the file: where, and what
+    /// kind of problem. For a file the reader may not be able to read
+    /// (`--config /etc/shadow` must not print a line of it). Unknown keys
+    /// are named when they look like a misspelt setting (a bare
+    /// lower-case word), as that is all a typo needs.
+    pub fn redacted(self) -> ConfigError {
+        const HIDDEN: &str = "(the content is not shown: the file is not readable by everyone)";
+        match self {
+            ConfigError::Syntax {
+                path,
+                position,
+                message,
+            } => {
+                // toml's own message is its last line, after the quoted source.
+                let message = message.trim_end().lines().last().unwrap_or("");
+                let kind = if let Some(key) = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split_once('`'))
+                    .map(|(k, _)| k)
+                    .filter(|k| {
+                        k.len() <= 32 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) {
+                    format!("unknown field `{key}`")
+                } else if message.starts_with("unknown field") {
+                    "an unknown field".to_owned()
+                } else if message.starts_with("invalid type") {
+                    "a value of the wrong type".to_owned()
+                } else if message.starts_with("duplicate key") {
+                    "a key given twice".to_owned()
+                } else {
+                    "not valid TOML".to_owned()
+                };
+                let at = position
+                    .map(|(l, c)| format!("line {l}, column {c}: "))
+                    .unwrap_or_default();
+                ConfigError::Syntax {
+                    path,
+                    position,
+                    message: format!("{at}{kind} {HIDDEN}"),
+                }
+            }
+            ConfigError::Value { path, key, .. } => ConfigError::Value {
+                path,
+                key,
+                message: format!("an invalid value {HIDDEN}"),
+            },
+            other => other,
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
+    (line, column)
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -117,24 +192,40 @@ struct RawConfig {
     max_stale: Option<String>,
 }
 
-/// Loads the config: `explicit` must exist; the default path may be absent.
+/// Loads the config: `explicit` must exist; the default path may be
+/// absent, truly: a symlink on the way that leads nowhere (an unmounted
+/// target) is an error, never "no config" (which would drop settings
+/// such as `allowed_signers`).
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG));
     match file::read_secure(path, MAX_CONFIG_BYTES) {
-        Ok(bytes) => parse(path, &bytes),
-        Err(FileError::NotFound(_)) if explicit.is_none() => Ok(Config::default()),
+        Ok(bytes) => parse(path, &bytes).map_err(|e| {
+            if file::world_readable(path) {
+                e
+            } else {
+                e.redacted()
+            }
+        }),
+        Err(FileError::NotFound(_)) if explicit.is_none() && file::truly_absent(path) => {
+            Ok(Config::default())
+        }
+        Err(FileError::NotFound(p)) if explicit.is_none() => Err(ConfigError::Dangling(p)),
         Err(e) => Err(ConfigError::File(e)),
     }
 }
 
 /// Parses config text; `path` is only for messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
-    let syntax = |message: String| ConfigError::Syntax {
+    let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::Syntax {
         path: path.to_owned(),
-        message,
-    };
-    let text = std::str::from_utf8(bytes).map_err(|_| syntax("not UTF-8".into()))?;
-    let raw: RawConfig = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        position: None,
+        message: "not UTF-8".into(),
+    })?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        position: e.span().map(|s| line_column(text, s.start)),
+        message: e.to_string(),
+    })?;
     let value = |key: &'static str, message: String| ConfigError::Value {
         path: path.to_owned(),
         key,

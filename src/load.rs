@@ -197,7 +197,10 @@ impl Fetch<'_> {
         let doc = &self.fetched.doc;
         let policy = Policy::parse(&doc.bytes).map_err(|error| LoadError::Policy {
             origin: doc.origin.clone(),
-            error,
+            error: match &doc.path {
+                Some(path) => crate::fs::secure::shown(path, error),
+                None => error,
+            },
         })?;
         let accepted = source::accept(
             &self.fetched,

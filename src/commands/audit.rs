@@ -232,6 +232,7 @@ fn repair_command(globals: &Globals, args: &RepairArgs) -> Result<Output, Failur
         let reason = sshjit_policy::Reason::new(args.reason.clone())
             .map_err(|e| Failure::usage(format!("--reason: {e}")))?;
         log.field("reason", reason.as_str());
+        ctx.file.require_existing()?;
         let _lock = lock::exclusive(&ctx.file, Some(&mut waiting))?;
         // History first: a broken chain is evidence, not something to mend.
         if let Some(reader) = store::read_trail(&ctx.file.trail())? {

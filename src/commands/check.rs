@@ -4,21 +4,27 @@
 use std::fmt::Write as _;
 
 use super::Failure;
+use crate::fs::secure::{Access, access_for};
 use crate::load::{Ask, LoadError, Setup};
 use crate::source::Source;
-use crate::{Globals, term};
+use crate::{Globals, system, term};
 use sshjit_policy::evaluate::{revocation_of, time_refusal};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Policy, Refusal, Target};
+use std::path::PathBuf;
 
-pub fn run(globals: &Globals) -> u8 {
-    match check(globals) {
+/// The account sshd runs the helper as, unless `--as` says otherwise
+/// (the drop-in's `AuthorizedKeysCommandUser`).
+pub const HELPER_ACCOUNT: &str = "sshjit";
+
+pub fn run(globals: &Globals, account: Option<&str>) -> u8 {
+    match check(globals, account) {
         Ok(report) => term::print(&report),
         Err(failure) => failure.report(),
     }
 }
 
-fn check(globals: &Globals) -> Result<String, Failure> {
+fn check(globals: &Globals, account: Option<&str>) -> Result<String, Failure> {
     let setup = Setup::read(globals).map_err(|e| Failure::refused(e.to_string()))?;
     let fetch = setup
         .fetch(Ask::read_only(None))
@@ -37,6 +43,100 @@ fn check(globals: &Globals) -> Result<String, Failure> {
             "warning: served from the cache, {}s old\n",
             age.as_secs()
         ));
+    }
+    out.push_str(&helper_view(globals, &setup, account)?);
+    Ok(out)
+}
+
+/// What the helper's account will see: root reads everything, the helper
+/// does not. Every file a login reads must be readable by that account
+/// (and `state_dir` writable), or every login is denied; an unreadable
+/// index only costs speed.
+fn helper_view(globals: &Globals, setup: &Setup, account: Option<&str>) -> Result<String, Failure> {
+    let name = match account {
+        Some(a) => a,
+        None if system::euid() == 0 => HELPER_ACCOUNT,
+        // Not root: this run read everything as itself already.
+        None => return Ok(String::new()),
+    };
+    let Some(who) = system::account(name) else {
+        return match account {
+            Some(_) => Err(Failure::usage(format!("--as: there is no account {name}"))),
+            None => Ok(format!(
+                "note: there is no account {name}: give --as USER (sshd's AuthorizedKeysCommandUser) to check what the helper can read\n"
+            )),
+        };
+    };
+    let fetch = &setup.config.fetch;
+    let mut needed: Vec<(&str, PathBuf, Access)> = Vec::new();
+    let config = globals
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG));
+    if config.exists() {
+        needed.push(("the config", config, Access::Read));
+    }
+    for s in &setup.sources {
+        if let Source::File(p) = s {
+            needed.push(("the policy", p.clone(), Access::Read));
+            if fetch.allowed_signers.is_some() {
+                needed.push((
+                    "the signature",
+                    super::sign::signature_path(p),
+                    Access::Read,
+                ));
+            }
+        }
+    }
+    let tls = &fetch.tls;
+    for (what, path) in [
+        ("allowed_signers", &fetch.allowed_signers),
+        ("ca_file", &tls.ca_file),
+        ("client_cert", &tls.client_cert),
+        ("client_key", &tls.client_key),
+        ("token_file", &tls.token_file),
+    ] {
+        if let Some(p) = path {
+            needed.push((what, p.clone(), Access::Read));
+        }
+    }
+    if fetch.allowed_signers.is_some() {
+        needed.push(("state_dir", fetch.state_dir.clone(), Access::Write));
+    }
+    let label = format!("the helper's account {name} (uid {})", who.uid);
+    let problems: Vec<String> = needed
+        .iter()
+        .filter_map(|(what, path, access)| {
+            access_for(path, &who, *access)
+                .err()
+                .map(|why| format!("{what}: {why}"))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Failure::refused(format!(
+            "{label} {}; sshd runs the helper as that account, so every login is denied until it can (fix the modes, or give --as the account sshd really uses)",
+            problems.join("; ")
+        )));
+    }
+    let mut out = format!(
+        "ok: {label} can read {}\n",
+        needed
+            .iter()
+            .map(|(what, ..)| *what)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for s in &setup.sources {
+        if let Source::File(p) = s {
+            let idx = crate::index::index_path(p);
+            if idx.exists()
+                && let Err(why) = access_for(&idx, &who, Access::Read)
+            {
+                out.push_str(&format!(
+                    "warning: {label} {why}: the login path reads the whole document instead of the index\n"
+                ));
+            }
+        }
     }
     Ok(out)
 }

@@ -89,6 +89,8 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let kind = if e.is_internal() {
             FailureKind::Internal
+        } else if matches!(e, StoreError::NotJsonName(_)) {
+            FailureKind::Usage
         } else {
             FailureKind::Refused
         };

@@ -23,11 +23,25 @@ pub fn read_key(spec: &str) -> Result<AuthorizedKey<'static>, Failure> {
         std::fs::File::open(spec).and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
     };
     read.map_err(|e| Failure::usage(format!("--key {name}: {e}")))?;
-    parse_key_file(name, &bytes)
+    // Whatever the file holds is quoted only if anyone may read it:
+    // `--key /root/secret.txt` must not print its first line (here, in
+    // the syslog line, or through sudo).
+    let disclose = spec == "-" || crate::fs::secure::world_readable(std::path::Path::new(spec));
+    parse_key_file_as(name, &bytes, disclose)
 }
 
 /// The one public key in a key file's bytes.
 pub fn parse_key_file(name: &str, bytes: &[u8]) -> Result<AuthorizedKey<'static>, Failure> {
+    parse_key_file_as(name, bytes, true)
+}
+
+/// As [`parse_key_file`]; without `disclose`, a key that does not parse is
+/// refused without quoting it.
+fn parse_key_file_as(
+    name: &str,
+    bytes: &[u8],
+    disclose: bool,
+) -> Result<AuthorizedKey<'static>, Failure> {
     if bytes.len() as u64 > MAX_KEY_FILE {
         return Err(Failure::usage(format!(
             "--key {name}: larger than {MAX_KEY_FILE} bytes, not a public key file"
@@ -56,7 +70,15 @@ pub fn parse_key_file(name: &str, bytes: &[u8]) -> Result<AuthorizedKey<'static>
         [] => Err(Failure::usage(format!("--key {name}: no public key in it"))),
         [one] => AuthorizedKey::parse((*one).to_owned())
             .map(AuthorizedKey::into_owned)
-            .map_err(|e| Failure::usage(format!("--key {name}: {e}"))),
+            .map_err(|e| {
+                Failure::usage(if disclose {
+                    format!("--key {name}: {e}")
+                } else {
+                    format!(
+                        "--key {name}: not a valid public key (the content is not shown: the file is not readable by everyone)"
+                    )
+                })
+            }),
         many => Err(Failure::usage(format!(
             "--key {name}: holds {} keys; a grant names exactly one",
             many.len()

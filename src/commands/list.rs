@@ -88,7 +88,7 @@ pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
             let ctx = Context::load(globals)?;
             let Some(bytes) = store::read_policy(&ctx.file)? else {
                 return Err(Failure::refused(format!(
-                    "there is no policy at {} (the first `sshjit grant` creates it)",
+                    "there is no policy at {} (create it with `sshjit init`)",
                     ctx.policy_display()
                 )));
             };
@@ -96,6 +96,10 @@ pub fn run(globals: &Globals, args: &ListArgs) -> Result<Output, Failure> {
         }
     };
     let policy = Policy::parse(bytes.document()).map_err(|e| {
+        let e = match &bytes {
+            RemoteOrLocal::Local(_, ctx) => crate::fs::secure::shown(&ctx.file.policy, e),
+            RemoteOrLocal::Remote(..) => e,
+        };
         Failure::refused(format!(
             "the policy {origin} is invalid: {e}; every login is denied until it is fixed (`sshjit check` shows where)"
         ))

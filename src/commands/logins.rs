@@ -388,9 +388,14 @@ pub fn parse_fields(s: &str) -> Vec<(&str, String)> {
             while i < b.len() && b[i] != b'"' {
                 if b[i] == b'\\' && i + 1 < b.len() {
                     match b[i + 1] {
+                        // Two hex digits, read as bytes: a forged line may
+                        // put anything there, a multi-byte character too.
                         b'x' if i + 3 < b.len() => {
-                            let hex = &s[i + 2..i + 4];
-                            bytes.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                            let hex = |c: u8| char::from(c).to_digit(16);
+                            let byte = hex(b[i + 2])
+                                .zip(hex(b[i + 3]))
+                                .map_or(b'?', |(h, l)| (h * 16 + l) as u8);
+                            bytes.push(byte);
                             i += 4;
                         }
                         c => {

@@ -7,6 +7,7 @@
 //!   `explain`, `sign` (and `verify`), `index`;
 //! - `list` and `report` (`logins` reads the helper's syslog lines for
 //!   it), which read the policy and the trail;
+//! - `init`, the one command that creates a policy (with its trail);
 //! - the editing commands `grant`, `revoke`/`unrevoke`, `freeze`/`thaw`,
 //!   `prune` and `audit` (`verify` reads the trail, `repair` records the
 //!   policy as it is), which all write through `crate::store::edit` and
@@ -31,6 +32,7 @@ pub mod failure;
 pub mod freeze;
 pub mod grant;
 pub mod index;
+pub mod init;
 pub mod keyfile;
 pub mod list;
 pub mod logins;

@@ -36,8 +36,8 @@ pub struct RevokeArgs {
     /// A certificate principal
     #[arg(long, value_name = "P")]
     pub principal: Option<String>,
-    /// Certificates with this key ID (sshd's %i)
-    #[arg(long, value_name = "ID")]
+    /// Certificates with this key ID (sshd's %i; it may start with `-`)
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub key_id: Option<String>,
     /// Certificates with this serial (sshd's %s)
     #[arg(long, value_name = "N")]

@@ -55,6 +55,7 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
     let signers = signers(&config, args.allowed_signers.as_deref())?;
     let bytes = file::read_secure(&args.file, MAX_DOCUMENT_BYTES).map_err(refused)?;
     let policy = Policy::parse(&bytes).map_err(|e| {
+        let e = file::shown(&args.file, e);
         refused(format!(
             "{}: {e}; run `sshjit check` for details",
             args.file.display()
@@ -66,6 +67,12 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
             args.file.display()
         ))
     })?;
+    // One serial, one content: hosts accept a serial again (a filtering
+    // server answers parts of one version under it), so two documents
+    // signed under one serial could be swapped for each other.
+    let ledger = Ledger::read(&args.file)?;
+    let sha = crate::store::trail::sha256_hex(&bytes);
+    ledger.check(serial, &sha)?;
     let armored = sign_bytes(&bytes, &args.key)?;
     let signer = match &signers {
         Some(s) => s
@@ -88,6 +95,8 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
         )));
     }
     let sig_path = signature_path(&args.file);
+    // The record first: a signature is never out without it.
+    ledger.record(serial, &sha)?;
     atomic::write(&sig_path, &armored, atomic::Options::mode(0o644))
         .map_err(|e| Failure::refused(e.to_string()))?;
     use ssh_encoding::base64::{Base64, Encoding};
@@ -103,11 +112,99 @@ fn sign(globals: &Globals, args: &SignArgs) -> Result<String, Failure> {
             "warning: no allowed_signers given or configured: check that hosts list this key\n",
         );
     }
+    // This host's own signed policy (a configured source, or one indexed
+    // before): its index records the new signature, so logins use it.
+    let is_source = config
+        .sources
+        .iter()
+        .any(|s| matches!(s, Source::File(p) if p == &args.file));
+    let indexed =
+        std::fs::canonicalize(&args.file).is_ok_and(|c| crate::index::index_path(&c).exists());
+    if let Some(s) = signers.as_ref().filter(|_| is_source || indexed) {
+        match super::index::rebuild(&args.file, Some(s)) {
+            Ok(w) => report.push_str(&super::index::written(&args.file, &w)),
+            Err(e) => report.push_str(&format!(
+                "note: the index was not rebuilt ({e}): run `sshjit index`\n"
+            )),
+        }
+    }
     report.push_str(&format!(
         "publish both files side by side, or serve the document with the header\nSshjit-Signature: {}\n",
         Base64::encode_string(&armored)
     ));
     Ok(report)
+}
+
+/// What `sign` signed for a file, by serial: `<file>.signed`, one line
+/// per serial, `SERIAL SHA256`, kept beside the signature.
+struct Ledger {
+    path: PathBuf,
+    entries: Vec<(u64, String)>,
+}
+
+/// Serials remembered (the oldest are dropped beyond this).
+const LEDGER_ENTRIES: usize = 10_000;
+
+impl Ledger {
+    fn path_of(file: &Path) -> PathBuf {
+        let mut s: OsString = file.as_os_str().to_owned();
+        s.push(".signed");
+        PathBuf::from(s)
+    }
+
+    fn read(file: &Path) -> Result<Ledger, Failure> {
+        let path = Ledger::path_of(file);
+        let bytes = match file::read_secure(&path, 2 << 20) {
+            Ok(b) => b,
+            Err(file::FileError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(refused(e)),
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| refused(format!("{}: not a sign record", path.display())))?;
+        let entries = text
+            .lines()
+            .map(|l| {
+                let (serial, sha) = l.split_once(' ')?;
+                let ok = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+                Some((serial.parse().ok()?, sha.to_owned())).filter(|_| ok)
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                refused(format!(
+                    "{}: not a sign record (lines of `SERIAL SHA256`); move it aside only if you know every serial it names is retired",
+                    path.display()
+                ))
+            })?;
+        Ok(Ledger { path, entries })
+    }
+
+    /// Refuses a serial already signed for other content.
+    fn check(&self, serial: u64, sha: &str) -> Result<(), Failure> {
+        match self.entries.iter().find(|(s, h)| *s == serial && h != sha) {
+            None => Ok(()),
+            Some((_, other)) => Err(refused(format!(
+                "serial {serial} was already signed for other content (sha256 {}..., recorded in {}): hosts accept a serial again, so either document could be replayed for the other; raise the serial (edit \"serial\", or make changes with the admin commands, which raise it) and sign again",
+                &other[..16],
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn record(&self, serial: u64, sha: &str) -> Result<(), Failure> {
+        if self.entries.iter().any(|(s, h)| *s == serial && h == sha) {
+            return Ok(());
+        }
+        let keep = self.entries.len().saturating_sub(LEDGER_ENTRIES - 1);
+        let mut text = String::new();
+        for (s, h) in self.entries[keep..]
+            .iter()
+            .chain([(serial, sha.to_owned())].iter())
+        {
+            text.push_str(&format!("{s} {h}\n"));
+        }
+        atomic::write(&self.path, text.as_bytes(), atomic::Options::mode(0o644))
+            .map_err(|e| Failure::refused(e.to_string()))
+    }
 }
 
 fn refused(e: impl std::fmt::Display) -> Failure {
@@ -212,7 +309,13 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
             let signer = signers
                 .verify(&bytes, &armored, Timestamp::now().unix_seconds())
                 .map_err(|e| denied(format!("{}: {e}", doc.display())))?;
-            finish(&config, &doc.display().to_string(), &bytes, &signer)
+            finish(
+                &config,
+                &doc.display().to_string(),
+                Some(doc),
+                &bytes,
+                &signer,
+            )
         }
         (Some(_), _) => Err(Failure::usage("--signature goes with one policy file")),
         (None, _) => {
@@ -230,6 +333,7 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
             finish(
                 &setup.config,
                 &fetched.doc.origin,
+                fetched.doc.path.as_deref(),
                 &fetched.doc.bytes,
                 &signer,
             )
@@ -238,8 +342,18 @@ fn verify(globals: &Globals, args: &VerifyArgs) -> Result<String, Failure> {
 }
 
 /// Validates the document and reports its serial against this host's.
-fn finish(config: &Config, origin: &str, bytes: &[u8], signer: &Signer) -> Result<String, Failure> {
+fn finish(
+    config: &Config,
+    origin: &str,
+    path: Option<&Path>,
+    bytes: &[u8],
+    signer: &Signer,
+) -> Result<String, Failure> {
     let policy = Policy::parse(bytes).map_err(|e| {
+        let e = match path {
+            Some(p) => file::shown(p, e),
+            None => e,
+        };
         Failure::refused(format!(
             "{origin}: good signature but invalid document: {e}"
         ))

@@ -20,6 +20,9 @@ pub struct Options<'a> {
     /// (a temp file left by a crash is then simply replaced); `None` for
     /// a name unique to this process.
     pub temp: Option<&'a Path>,
+    /// fsync the file before the rename and the directory after it. Only
+    /// derived data that is checked when read (the index) goes without.
+    pub durable: bool,
 }
 
 impl Options<'_> {
@@ -28,6 +31,7 @@ impl Options<'_> {
             mode,
             owner: None,
             temp: None,
+            durable: true,
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct Pending {
     temp: PathBuf,
     target: PathBuf,
     done: bool,
+    durable: bool,
+    /// fstat of the temp file as written.
+    meta: fs::Metadata,
 }
 
 /// The directory a path lives in (`.` for a bare file name).
@@ -111,10 +118,12 @@ pub fn prepare(target: &Path, bytes: &[u8], options: Options<'_>) -> Result<Pend
         .open(&temp)
         .map_err(write_err)?;
     // The pending value owns the temp file from here: an error removes it.
-    let pending = Pending {
+    let mut pending = Pending {
         temp: temp.clone(),
         target: target.to_owned(),
         done: false,
+        durable: options.durable,
+        meta: f.metadata().map_err(write_err)?,
     };
     f.set_permissions(fs::Permissions::from_mode(options.mode))
         .and_then(|()| match options.owner {
@@ -122,7 +131,15 @@ pub fn prepare(target: &Path, bytes: &[u8], options: Options<'_>) -> Result<Pend
             None => Ok(()),
         })
         .and_then(|()| f.write_all(bytes))
-        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            if options.durable {
+                f.sync_all()
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| f.metadata())
+        .map(|meta| pending.meta = meta)
         .map_err(write_err)?;
     Ok(pending)
 }
@@ -133,6 +150,11 @@ impl Pending {
         &self.temp
     }
 
+    /// fstat of the temp file as written: its identity until the rename.
+    pub fn temp_metadata(&self) -> &fs::Metadata {
+        &self.meta
+    }
+
     /// Renames the new version into place and syncs the directory.
     pub fn commit(mut self) -> Result<(), AtomicError> {
         fs::rename(&self.temp, &self.target).map_err(|error| AtomicError::Rename {
@@ -140,7 +162,11 @@ impl Pending {
             error,
         })?;
         self.done = true;
-        sync_dir(dir_of(&self.target))
+        if self.durable {
+            sync_dir(dir_of(&self.target))
+        } else {
+            Ok(())
+        }
     }
 }
 

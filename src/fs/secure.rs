@@ -33,13 +33,6 @@ pub enum FileError {
     },
 }
 
-impl FileError {
-    /// Whether another source may be tried instead (the file is simply not there).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, FileError::NotFound(_))
-    }
-}
-
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -157,6 +150,119 @@ fn open_checked(path: &Path, limit: usize, secret: bool) -> Result<SecureFile, F
         path: path.to_owned(),
         canonical,
         limit,
+    })
+}
+
+/// True when anyone on this host may read the file at `path`: it is
+/// readable by others, and every directory on its way (symlinks resolved)
+/// is searchable by others. Only then may an error message quote what it
+/// holds; otherwise a message gives a position and a kind, never content
+/// (`--config /etc/shadow` must not print a line of it).
+pub fn world_readable(path: &Path) -> bool {
+    let Ok(absolute) = std::path::absolute(path) else {
+        return false;
+    };
+    let Ok(canonical) = fs::canonicalize(&absolute) else {
+        return false;
+    };
+    let readable = |p: &Path, bit: u32| fs::metadata(p).is_ok_and(|m| m.mode() & bit != 0);
+    let searchable = |file: &Path| {
+        file.parent()
+            .is_none_or(|d| d.ancestors().all(|a| readable(a, 0o001)))
+    };
+    readable(&canonical, 0o004) && searchable(&absolute) && searchable(&canonical)
+}
+
+/// What an account may do to a file, as the kernel's permission bits say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Whether `account` may read (or write) the file at `path`: search
+/// permission on every directory on its way (the name given and, symlinks
+/// resolved, the file's real place) and the permission on the file itself,
+/// by the owner, group and other bits (ACLs are not looked at). `Err`
+/// names the first thing in the way.
+pub fn access_for(path: &Path, account: &system::Account, access: Access) -> Result<(), String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let canonical = fs::canonicalize(&absolute).map_err(|e| format!("{}: {e}", path.display()))?;
+    let allowed = |p: &Path, bits: u32| -> Result<bool, String> {
+        let m = fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if account.uid == 0 {
+            return Ok(true);
+        }
+        let shift = if m.uid() == account.uid {
+            6
+        } else if m.gid() == account.gid || account.groups.contains(&m.gid()) {
+            3
+        } else {
+            0
+        };
+        Ok((m.mode() >> shift) & bits == bits)
+    };
+    let describe = |p: &Path| {
+        fs::metadata(p).map_or_else(
+            |_| String::new(),
+            |m| {
+                format!(
+                    " (mode {:04o}, owner uid {}, group gid {})",
+                    m.mode() & 0o7777,
+                    m.uid(),
+                    m.gid()
+                )
+            },
+        )
+    };
+    for file in [&absolute, &canonical] {
+        if let Some(parent) = file.parent() {
+            // From the top down, so the first directory in the way is named.
+            let dirs: Vec<&Path> = parent.ancestors().collect();
+            for d in dirs.into_iter().rev() {
+                if !allowed(d, 0o1)? {
+                    return Err(format!("cannot enter {}{}", d.display(), describe(d)));
+                }
+            }
+        }
+    }
+    let (bits, verb) = match access {
+        Access::Read => (0o4, "read"),
+        Access::Write => (0o2, "write"),
+    };
+    // A directory is also entered to read or write its entries.
+    let bits = if canonical.is_dir() { bits | 0o1 } else { bits };
+    if !allowed(&canonical, bits)? {
+        return Err(format!(
+            "cannot {verb} {}{}",
+            canonical.display(),
+            describe(&canonical)
+        ));
+    }
+    Ok(())
+}
+
+/// A policy error as it may be shown for the file at `path`: whole when
+/// anyone may read the file, else its kind and position only.
+pub fn shown(path: &Path, error: sshjit_policy::PolicyError) -> sshjit_policy::PolicyError {
+    if world_readable(path) {
+        error
+    } else {
+        error.redacted()
+    }
+}
+
+/// True when nothing is at `path`: no file, and no symlink on its way
+/// (the path itself or a directory above it) that points to something
+/// missing. A dangling symlink is a file that could not be read, not an
+/// absent one.
+pub fn truly_absent(path: &Path) -> bool {
+    if fs::symlink_metadata(path).is_ok() {
+        return false;
+    }
+    path.ancestors().all(|p| match fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => fs::metadata(p).is_ok(),
+        _ => true,
     })
 }
 

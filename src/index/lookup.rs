@@ -25,6 +25,11 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The same file (device and inode), whatever its size and times.
+    pub fn same_file(&self, other: &Identity) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
+
     pub fn of(meta: &Metadata) -> Self {
         Identity {
             dev: meta.dev(),
@@ -96,6 +101,8 @@ pub struct Index<R> {
     table_offset: u64,
     header_check: [u8; 16],
     pub policy_sha256: [u8; 32],
+    identity: Identity,
+    built: Timestamp,
 }
 
 /// The answer for one login request: the user's part (an empty document
@@ -114,6 +121,8 @@ pub struct PartInfo {
     /// For a certificate: the first revocation naming its key ID, serial
     /// or fingerprint.
     pub certificate_revocation: Option<usize>,
+    /// How the index was found to describe the policy file.
+    pub matched: super::Match,
 }
 
 impl PartInfo {
@@ -154,6 +163,46 @@ impl<R: ReadAt> Index<R> {
     /// Checks the header: format, checksum, and that it describes exactly
     /// the policy file with `identity`, built well after its last change.
     pub fn open(source: R, identity: &Identity) -> Result<Self, IndexError> {
+        let index = Index::open_unverified(source)?;
+        index.describes(identity)?;
+        Ok(index)
+    }
+
+    /// Whether the index describes exactly the policy file with
+    /// `identity`, built well after its last change (otherwise `Stale` or
+    /// `Racy`).
+    pub fn describes(&self, identity: &Identity) -> Result<(), IndexError> {
+        if self.identity != *identity {
+            return Err(IndexError::Stale);
+        }
+        let changed = Timestamp::from_unix(identity.ctime.0, identity.ctime.1)
+            .max(Timestamp::from_unix(identity.mtime.0, identity.mtime.1));
+        if self.built < changed.saturating_add(racy_window(identity)) {
+            return Err(IndexError::Racy);
+        }
+        Ok(())
+    }
+
+    /// The identity of the policy file the index was built for.
+    pub fn described(&self) -> Identity {
+        self.identity
+    }
+
+    /// The SHA-256 of the signature file the index was built from, if it
+    /// was built from a verified signature.
+    pub fn signature(&self) -> Result<Option<[u8; 32]>, IndexError> {
+        match self.find(Kind::Signature, b"")? {
+            None => Ok(None),
+            Some(p) => p
+                .try_into()
+                .map(Some)
+                .map_err(|_| damaged("signature entry size")),
+        }
+    }
+
+    /// Checks the header (format, checksum, bounds) but not which policy
+    /// file it describes: see [`Index::describes`] and `policy_sha256`.
+    pub fn open_unverified(source: R) -> Result<Self, IndexError> {
         let mut h = [0u8; HEADER_LEN];
         source
             .read_exact_at(&mut h, 0)
@@ -170,18 +219,11 @@ impl<R: ReadAt> Index<R> {
         }
         // 16..64: identity; 64..76: build time; 76..108: policy hash;
         // 108..112: buckets; the table follows the header.
-        if Identity::read(&h[16..64]) != *identity {
-            return Err(IndexError::Stale);
-        }
+        let identity = Identity::read(&h[16..64]);
         let built = Timestamp::from_unix(
             i64::from_le_bytes(h[64..72].try_into().unwrap()),
             u32::from_le_bytes(h[72..76].try_into().unwrap()),
         );
-        let changed = Timestamp::from_unix(identity.ctime.0, identity.ctime.1)
-            .max(Timestamp::from_unix(identity.mtime.0, identity.mtime.1));
-        if built < changed.saturating_add(racy_window(identity)) {
-            return Err(IndexError::Racy);
-        }
         let policy_sha256: [u8; 32] = h[76..108].try_into().unwrap();
         let nbuckets = u64::from(u32::from_le_bytes(h[108..112].try_into().unwrap()));
         let table_offset = HEADER_LEN as u64;
@@ -198,6 +240,8 @@ impl<R: ReadAt> Index<R> {
             table_offset,
             header_check: h[HEADER_LEN - 16..].try_into().unwrap(),
             policy_sha256,
+            identity,
+            built,
         })
     }
 
@@ -314,6 +358,7 @@ impl<R: ReadAt> Index<R> {
             info: PartInfo {
                 revocation_indices,
                 certificate_revocation,
+                matched: super::Match::Identity,
             },
         })
     }

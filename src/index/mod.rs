@@ -41,16 +41,19 @@ mod build;
 mod lookup;
 
 use std::fmt;
-use std::fs::Metadata;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use build::{Written, build, index_path, write_for};
+pub use build::{
+    Written, build, build_parsed, build_signed, index_path, policy_sha256, prebuild, reseal,
+    settle, signature_path, write_for,
+};
 pub use lookup::{Identity, Index, IndexLookup, PartInfo, ReadAt};
 
 use std::borrow::Cow;
 
-use crate::fs::secure::{FileError, open_secure};
+use crate::fs::secure::{FileError, SecureFile, open_secure};
+use ssh_key::sha2::Digest;
 use sshjit_policy::evaluate::Name;
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{Decision, Fingerprint, KeyId, Policy, Request, evaluate};
@@ -87,6 +90,9 @@ enum Kind {
     KeyId = 2,
     Serial = 3,
     Fingerprint = 4,
+    /// The SHA-256 of the signature file verified when the index was built
+    /// (key: empty).
+    Signature = 5,
 }
 
 impl Kind {
@@ -97,6 +103,7 @@ impl Kind {
             2 => Kind::KeyId,
             3 => Kind::Serial,
             4 => Kind::Fingerprint,
+            5 => Kind::Signature,
             _ => return None,
         })
     }
@@ -147,6 +154,9 @@ pub enum IndexError {
     Racy,
     /// Unreadable, refused by the permission checks, or corrupt.
     Damaged(String),
+    /// Signatures are required and the index records none, or another
+    /// signature than the one beside the policy now.
+    Unsigned,
 }
 
 impl fmt::Display for IndexError {
@@ -156,6 +166,7 @@ impl fmt::Display for IndexError {
             IndexError::Stale => f.write_str("stale"),
             IndexError::Racy => f.write_str("racy"),
             IndexError::Damaged(why) => write!(f, "damaged: {why}"),
+            IndexError::Unsigned => f.write_str("unsigned"),
         }
     }
 }
@@ -170,6 +181,7 @@ impl IndexError {
             IndexError::Stale => "stale",
             IndexError::Racy => "racy",
             IndexError::Damaged(_) => "damaged",
+            IndexError::Unsigned => "unsigned",
         }
     }
 }
@@ -186,11 +198,27 @@ pub enum View {
     Part(PartInfo),
 }
 
+/// How an index was found to describe the policy file read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// By the file's identity (device, inode, size, times), built after
+    /// its last change had settled.
+    Identity,
+    /// By the SHA-256 of the very bytes read, the document the index was
+    /// built from (the identity had changed: a file replaced with the same
+    /// contents, or an edit's new index before its rename).
+    Content,
+}
+
 impl View {
     /// What became of the index, for the decision line: used, missing,
     /// stale, racy, damaged, or off.
     pub fn word(&self) -> &'static str {
         match self {
+            View::Part(PartInfo {
+                matched: Match::Content,
+                ..
+            }) => "content",
             View::Part(_) => "used",
             View::Whole(None) => "off",
             View::Whole(Some(e)) => e.word(),
@@ -227,23 +255,129 @@ pub struct PartRequest<'a> {
 /// The presented certificate's key ID, serial and fingerprint.
 pub type Certificate<'r> = (Option<&'r KeyId<'r>>, Option<u64>, Option<Fingerprint>);
 
-/// Looks `user` up in the index beside the policy file whose open handle's
-/// fstat is `policy_meta`. The index file passes the same permission checks
-/// as the policy.
-pub fn lookup_file(
-    policy_path: &Path,
-    policy_meta: &Metadata,
-    part: PartRequest<'_>,
-) -> Result<IndexLookup, IndexError> {
-    let path = index_path(policy_path);
+/// What the index said about the policy file the login path opened.
+#[derive(Debug)]
+pub enum Probe {
+    /// One user's part.
+    Part(IndexLookup),
+    /// The index could not be used; the policy, read or not yet.
+    Unused { why: IndexError, policy: Unused },
+}
+
+/// A policy file whose bytes are not the document its index describes.
+#[derive(Debug)]
+pub struct Mismatch {
+    pub document: Vec<u8>,
+    /// The policy file's identity (of the open handle) and real path.
+    pub identity: Identity,
+    pub canonical: PathBuf,
+    /// The identity the index records.
+    pub described: Identity,
+}
+
+impl Mismatch {
+    /// Whether the index describes the file an edit is about to rename
+    /// over the policy (`policy.json.tmp`, its next version): the edit puts
+    /// the new index in place just before that rename.
+    pub fn next_version_pending(&self) -> bool {
+        std::fs::symlink_metadata(pending_policy(&self.canonical))
+            .is_ok_and(|m| Identity::of(&m).same_file(&self.described))
+    }
+}
+
+/// Where an edit writes the next version of the policy at `canonical`
+/// before renaming it into place (`policy.json.tmp`).
+pub fn pending_policy(canonical: &Path) -> PathBuf {
+    let mut s = canonical.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// The policy file an unused index leaves to the caller.
+#[derive(Debug)]
+pub enum Unused {
+    /// Not read yet.
+    File(SecureFile),
+    /// Read (to compare its SHA-256 with the index's), which did not
+    /// match.
+    Read(Mismatch),
+    /// Reading it failed.
+    Failed(FileError),
+}
+
+/// Looks `part` up in the index beside the policy file `policy` (open,
+/// checked): by the open handle's identity, or, when that changed, by the
+/// SHA-256 of its bytes. With `signature` (signatures required: the bytes
+/// of the signature file beside the policy), the index must have been
+/// built from a verified signature with exactly these bytes. The index
+/// file passes the same permission checks as the policy.
+pub fn probe(policy: SecureFile, signature: Option<&[u8]>, part: PartRequest<'_>) -> Probe {
+    let identity = Identity::of(&policy.meta);
+    let policy_canonical = policy.canonical.clone();
+    let path = index_path(&policy.canonical);
     let file = match open_secure(&path, MAX_INDEX_BYTES as usize) {
         Ok(f) => f,
-        Err(FileError::NotFound(_)) => return Err(IndexError::Missing),
-        Err(e) => return Err(IndexError::Damaged(e.to_string())),
+        Err(FileError::NotFound(_)) => return Probe::unused(IndexError::Missing, policy),
+        Err(e) => return Probe::unused(IndexError::Damaged(e.to_string()), policy),
     };
     let len = file.meta.len();
-    let index = Index::open((file.file, len), &Identity::of(policy_meta))?;
-    index.lookup(part.user, part.certificate)
+    let index = match Index::open_unverified((file.file, len)) {
+        Ok(i) => i,
+        Err(e) => return Probe::unused(e, policy),
+    };
+    if let Some(sig) = signature {
+        match index.signature() {
+            Ok(Some(recorded)) if recorded[..] == ssh_key::sha2::Sha256::digest(sig)[..] => {}
+            Ok(_) => return Probe::unused(IndexError::Unsigned, policy),
+            Err(e) => return Probe::unused(e, policy),
+        }
+    }
+    let (matched, rest) = match index.describes(&identity) {
+        Ok(()) => (Match::Identity, Unused::File(policy)),
+        // The identity says nothing: the bytes may still be the very
+        // document the index describes.
+        Err(why @ (IndexError::Stale | IndexError::Racy)) => {
+            let document = match policy.read_all() {
+                Ok(d) => d,
+                Err(e) => {
+                    return Probe::Unused {
+                        why,
+                        policy: Unused::Failed(e),
+                    };
+                }
+            };
+            let mismatch = Mismatch {
+                document,
+                identity,
+                canonical: policy_canonical,
+                described: index.described(),
+            };
+            if ssh_key::sha2::Sha256::digest(&mismatch.document)[..] != index.policy_sha256 {
+                return Probe::Unused {
+                    why,
+                    policy: Unused::Read(mismatch),
+                };
+            }
+            (Match::Content, Unused::Read(mismatch))
+        }
+        Err(e) => return Probe::unused(e, policy),
+    };
+    match index.lookup(part.user, part.certificate) {
+        Ok(mut found) => {
+            found.info.matched = matched;
+            Probe::Part(found)
+        }
+        Err(why) => Probe::Unused { why, policy: rest },
+    }
+}
+
+impl Probe {
+    fn unused(why: IndexError, policy: SecureFile) -> Probe {
+        Probe::Unused {
+            why,
+            policy: Unused::File(policy),
+        }
+    }
 }
 
 #[cfg(test)]

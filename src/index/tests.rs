@@ -248,3 +248,71 @@ fn refuses_to_index_an_invalid_document() {
         .is_err()
     );
 }
+
+#[test]
+fn a_resealed_index_describes_the_renamed_file_and_the_same_document() {
+    let d = doc();
+    let mut bytes = built(&d);
+    let before = bytes.clone();
+    let renamed = Identity {
+        ino: 43,
+        ctime: (1_795_000_050, 0),
+        ..identity()
+    };
+    reseal(&mut bytes, &renamed, Timestamp::from_unix(1_795_000_200, 0)).unwrap();
+    assert_eq!(policy_sha256(&bytes), policy_sha256(&before));
+    assert!(matches!(
+        Index::open(&before[..], &renamed),
+        Err(IndexError::Stale)
+    ));
+    assert!(matches!(
+        Index::open(&bytes[..], &identity()),
+        Err(IndexError::Stale)
+    ));
+    let index = Index::open(&bytes[..], &renamed).unwrap();
+    let old = Index::open(&before[..], &identity()).unwrap();
+    for user in ["deploy", "root", "nobody"] {
+        assert_eq!(
+            index.lookup(user, None).unwrap().document,
+            old.lookup(user, None).unwrap().document
+        );
+    }
+    // Too soon after the rename's change: racy, as any index would be.
+    let mut soon = before.clone();
+    reseal(&mut soon, &renamed, Timestamp::from_unix(1_795_000_050, 0)).unwrap();
+    assert!(matches!(
+        Index::open(&soon[..], &renamed),
+        Err(IndexError::Racy)
+    ));
+}
+
+#[test]
+fn a_signed_index_records_its_signature_and_an_unsigned_one_none() {
+    let d = doc();
+    let at = Timestamp::from_unix(1_795_000_100, 0);
+    let unsigned = build(&d, &identity(), at).unwrap();
+    let signed = build_signed(&d, &identity(), at, Some(b"-----BEGIN SSH SIGNATURE-----")).unwrap();
+    use ssh_key::sha2::{Digest, Sha256};
+    let recorded = Index::open(&signed[..], &identity())
+        .unwrap()
+        .signature()
+        .unwrap();
+    assert_eq!(
+        recorded.map(|r| r.to_vec()),
+        Some(Sha256::digest(b"-----BEGIN SSH SIGNATURE-----").to_vec())
+    );
+    assert_eq!(
+        Index::open(&unsigned[..], &identity())
+            .unwrap()
+            .signature()
+            .unwrap(),
+        None
+    );
+    // The same answers either way.
+    let a = Index::open(&signed[..], &identity()).unwrap();
+    let b = Index::open(&unsigned[..], &identity()).unwrap();
+    assert_eq!(
+        a.lookup("deploy", None).unwrap().document,
+        b.lookup("deploy", None).unwrap().document
+    );
+}

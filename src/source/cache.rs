@@ -124,31 +124,47 @@ pub fn load(settings: &CacheSettings, key: &Key<'_>) -> Result<Cached, CacheErro
     })
 }
 
+/// A document to record, and what stands behind it.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub origin: &'a str,
+    pub serial: Option<u64>,
+    pub document: &'a [u8],
+    pub signature: Option<&'a [u8]>,
+    /// Signed, so the rollback guard refused any lower serial: a higher one
+    /// in the cache can only be a newer document another helper stored
+    /// meanwhile. Without it serials prove nothing (an unsigned server may
+    /// be restored, replaced or simply renumber), and the latest answer
+    /// accepted is the one kept.
+    pub guarded: bool,
+}
+
 /// Records a document that passed every check. An identical entry is only
-/// marked as confirmed now; an entry with a higher serial is kept (another
-/// helper stored a newer document meanwhile).
+/// marked as confirmed now; for a guarded (signed) document, an entry with
+/// a higher serial is kept (another helper stored a newer document
+/// meanwhile); otherwise the latest accepted answer replaces the entry,
+/// whatever the serials say.
 pub fn store(
     settings: &CacheSettings,
     key: &Key<'_>,
-    origin: &str,
-    serial: Option<u64>,
-    document: &[u8],
-    signature: Option<&[u8]>,
+    entry: &Entry<'_>,
     deadline: Instant,
 ) -> Result<(), CacheError> {
     let invalid = |m: &str| CacheError::Invalid(m.to_owned());
+    let serial = entry.serial;
     let env = Envelope {
         format: FORMAT,
-        origin: origin.to_owned(),
+        origin: entry.origin.to_owned(),
         mode: key.mode.to_owned(),
         user: key.user.to_owned(),
         host: key.host.to_owned(),
         serial,
-        signature: signature
+        signature: entry
+            .signature
             .map(|s| String::from_utf8(s.to_vec()))
             .transpose()
             .map_err(|_| invalid("signature is not text"))?,
-        document: String::from_utf8(document.to_vec())
+        document: String::from_utf8(entry.document.to_vec())
             .map_err(|_| invalid("document is not UTF-8"))?,
     };
     let bytes = serde_json::to_vec(&env).map_err(|e| CacheError::Invalid(e.to_string()))?;
@@ -159,7 +175,7 @@ pub fn store(
         .map_err(CacheError::Dir)?;
     match dir.read(&name, MAX_CACHE_BYTES).map_err(CacheError::Dir)? {
         Some((old, _)) if old == bytes => return dir.touch(&name).map_err(CacheError::Dir),
-        Some((old, _)) => {
+        Some((old, _)) if entry.guarded => {
             let newer = serde_json::from_slice::<Envelope>(&old)
                 .ok()
                 .and_then(|o| o.serial)
@@ -169,7 +185,7 @@ pub fn store(
                 return Ok(());
             }
         }
-        None => {}
+        Some(_) | None => {}
     }
     dir.write(&name, &bytes).map_err(CacheError::Dir)
 }

@@ -25,7 +25,7 @@ use crate::fs::secure::{self as file, FileError};
 /// source's bound: every concurrent login holds one in memory.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// Largest detached signature (`.sig` body or decoded header).
-pub const MAX_SIGNATURE_BYTES: usize = 16 << 10;
+pub use sshjit_policy::openssh::allowed_signers::MAX_SIGNATURE_BYTES;
 /// Largest status line plus headers.
 const MAX_HEADER_BYTES: usize = 16 << 10;
 /// The response header carrying the signature (base64 of the armored text).

@@ -27,7 +27,7 @@ use sshjit_policy::MAX_DOCUMENT_BYTES;
 pub use url::Scope as Query;
 pub use url::{Scope, Url, UrlError, UrlProblem};
 
-use crate::index::{IndexError, PartRequest, View};
+use crate::index::{Identity, IndexError, PartRequest, Probe, Unused, View};
 
 /// Default policy location.
 pub const DEFAULT_POLICY: &str = "/etc/sshjit/policy.json";
@@ -116,6 +116,9 @@ pub fn network_deadline(started: Instant, timeout: Duration) -> Instant {
 pub struct Document {
     pub bytes: Vec<u8>,
     pub origin: String,
+    /// The local file it was read from (errors quote a file's content only
+    /// when anyone may read it).
+    pub path: Option<PathBuf>,
 }
 
 /// A document and what is known about it before parsing.
@@ -141,7 +144,11 @@ enum Answer {
         signature: Option<Vec<u8>>,
         unindexed: Option<IndexError>,
     },
-    Part(crate::index::IndexLookup),
+    Part {
+        found: crate::index::IndexLookup,
+        /// The signature file's bytes, when signatures are required.
+        signature: Option<Vec<u8>>,
+    },
 }
 
 /// What `accept` did.
@@ -184,10 +191,13 @@ pub enum SourceError {
 impl SourceError {
     /// True when the source could not be reached at all, so the next one in
     /// a failover list may be tried. A source that answered with something
-    /// unacceptable is never skipped.
+    /// unacceptable is never skipped. A local file is never "unavailable":
+    /// deleting the policy is how an operator cuts access in a hurry, so a
+    /// missing file (or a dangling symlink) denies, like any other error,
+    /// and neither the next source nor the cache stands in.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            SourceError::File(e) => e.is_unavailable(),
+            SourceError::File(_) => false,
             SourceError::Https { error, .. } => error.is_unavailable(),
             SourceError::Unavailable { .. } => true,
             _ => false,
@@ -236,8 +246,6 @@ pub fn fetch(
         ),
         None => None,
     };
-    // A signed document is verified whole: no index then.
-    let part = part.filter(|_| signers.is_none());
     let mut client = None;
     let mut failures = Vec::new();
     for (i, source) in sources.iter().enumerate() {
@@ -259,17 +267,31 @@ pub fn fetch(
             &mut client,
             part,
         ) {
-            Ok(Answer::Part(found)) => {
+            Ok(Answer::Part { found, signature }) => {
+                // The index was built by root from this very signature
+                // over this very document, verified then; what may have
+                // changed since is who is allowed to sign, and the clock.
+                let signer = match (&signers, &signature) {
+                    (Some(s), Some(sig)) => Some(
+                        s.vouch(sig, sshjit_policy::time::Timestamp::now().unix_seconds())
+                            .map_err(|error| SourceError::Signature {
+                                origin: source.to_string(),
+                                error,
+                            })?,
+                    ),
+                    _ => None,
+                };
                 return Ok(Fetched {
                     doc: Document {
                         bytes: found.document,
                         origin: source.to_string(),
+                        path: local_path(source),
                     },
-                    signer: None,
+                    signer,
                     cache_age: None,
                     failures,
                     view: View::Part(found.info),
-                    signature: None,
+                    signature,
                 });
             }
             Ok(Answer::Whole {
@@ -280,7 +302,11 @@ pub fn fetch(
                 let origin = source.to_string();
                 let signer = verify(signers.as_ref(), &origin, &bytes, signature.as_deref())?;
                 return Ok(Fetched {
-                    doc: Document { bytes, origin },
+                    doc: Document {
+                        bytes,
+                        origin,
+                        path: local_path(source),
+                    },
                     signer,
                     cache_age: None,
                     failures,
@@ -296,13 +322,9 @@ pub fn fetch(
         failures.push("no source configured".into());
     }
     let Some(cache) = &settings.cache else {
-        // One file source that is missing keeps its own plain error.
-        return Err(match (sources, failures.len()) {
-            ([Source::File(p)], 1) => SourceError::File(file::FileError::NotFound(p.clone())),
-            _ => SourceError::Unavailable {
-                failures,
-                cache: None,
-            },
+        return Err(SourceError::Unavailable {
+            failures,
+            cache: None,
         });
     };
     let unavailable = |why: String, failures: Vec<String>| SourceError::Unavailable {
@@ -339,6 +361,7 @@ pub fn fetch(
         doc: Document {
             bytes: cached.bytes,
             origin: cached.origin,
+            path: None,
         },
         signer,
         cache_age: Some(cached.age),
@@ -346,6 +369,13 @@ pub fn fetch(
         view: View::Whole(None),
         signature: cached.signature,
     })
+}
+
+fn local_path(source: &Source) -> Option<PathBuf> {
+    match source {
+        Source::File(p) => Some(p.clone()),
+        Source::Https(_) => None,
+    }
 }
 
 fn cache_key<'a>(q: &Scope<'a>) -> Option<cache::Key<'a>> {
@@ -384,31 +414,7 @@ fn fetch_one(
     part: Option<PartRequest<'_>>,
 ) -> Result<Answer, SourceError> {
     match source {
-        Source::File(path) => {
-            let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
-            let mut unindexed = None;
-            if let Some(part) = part {
-                // The index is probed with the fstat of the open policy, so
-                // it can only describe the very file that was checked.
-                // The index lies beside the file itself (after symlinks),
-                // where the admin commands write it.
-                match crate::index::lookup_file(&f.canonical, &f.meta, part) {
-                    Ok(found) => return Ok(Answer::Part(found)),
-                    Err(e) => unindexed = Some(e),
-                }
-            }
-            let bytes = f.read_all().map_err(SourceError::File)?;
-            let sig = if signed {
-                Some(read_signature_file(path)?)
-            } else {
-                None
-            };
-            Ok(Answer::Whole {
-                bytes,
-                signature: sig,
-                unindexed,
-            })
-        }
+        Source::File(path) => read_file(path, signed, part, until),
         Source::Https(url) => {
             let https_err = |error| SourceError::Https {
                 origin: url.to_string(),
@@ -425,6 +431,93 @@ fn fetch_one(
                 unindexed: None,
             })
         }
+    }
+}
+
+/// How often a login reads the policy again when the file was replaced
+/// while it was looking at the index.
+const REPLACED_RETRIES: usize = 2;
+/// Longest wait for an edit to rename its next version into place.
+const PENDING_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether the file at `path` is no longer the one with `identity`.
+fn replaced(path: &Path, identity: &Identity) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !Identity::of(&m).same_file(identity))
+}
+
+/// Waits, until `PENDING_WAIT` or the network deadline passes, for the
+/// file at `path` to be replaced; true if it was.
+fn wait_replaced(path: &Path, identity: &Identity, deadline: Instant) -> bool {
+    let until = (Instant::now() + PENDING_WAIT).min(deadline);
+    let mut pause = Duration::from_micros(200);
+    while Instant::now() < until {
+        if replaced(path, identity) {
+            return true;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    replaced(path, identity)
+}
+
+/// A file source: one user's part through the index when it describes the
+/// file, else the whole document (and its signature when required).
+fn read_file(
+    path: &Path,
+    signed: bool,
+    part: Option<PartRequest<'_>>,
+    deadline: Instant,
+) -> Result<Answer, SourceError> {
+    let mut attempt = 0;
+    loop {
+        let f = file::open_secure(path, MAX_DOCUMENT_BYTES).map_err(SourceError::File)?;
+        let signature = if signed {
+            Some(read_signature_file(path)?)
+        } else {
+            None
+        };
+        let Some(part) = part else {
+            let bytes = f.read_all().map_err(SourceError::File)?;
+            return Ok(Answer::Whole {
+                bytes,
+                signature,
+                unindexed: None,
+            });
+        };
+        // The index is probed with the fstat of the open policy (or the
+        // SHA-256 of its bytes), so it can only describe the very file
+        // that was checked. It lies beside the file itself (after
+        // symlinks), where the admin commands write it.
+        let why = match crate::index::probe(f, signature.as_deref(), part) {
+            Probe::Part(found) => return Ok(Answer::Part { found, signature }),
+            Probe::Unused { why, policy } => {
+                let bytes = match policy {
+                    Unused::File(f) => f.read_all().map_err(SourceError::File)?,
+                    Unused::Failed(e) => return Err(SourceError::File(e)),
+                    Unused::Read(m) => {
+                        // An edit puts its new index in place just before
+                        // it renames the new policy over the old one: a
+                        // file replaced meanwhile is read again, and one
+                        // about to be is waited for (briefly).
+                        if attempt < REPLACED_RETRIES
+                            && (replaced(path, &m.identity)
+                                || (m.next_version_pending()
+                                    && wait_replaced(path, &m.identity, deadline)))
+                        {
+                            attempt += 1;
+                            continue;
+                        }
+                        m.document
+                    }
+                };
+                (bytes, why)
+            }
+        };
+        return Ok(Answer::Whole {
+            bytes: why.0,
+            signature,
+            unindexed: Some(why.1),
+        });
     }
 }
 
@@ -477,15 +570,15 @@ pub fn accept(
     ) {
         // Writing must not eat the time left for answering sshd.
         let lock_deadline = Instant::now() + Duration::from_millis(100);
-        if let Err(e) = cache::store(
-            cache,
-            &key,
+        let entry = cache::Entry {
             origin,
             serial,
-            &fetched.doc.bytes,
-            fetched.signature.as_deref(),
-            lock_deadline,
-        ) {
+            document: &fetched.doc.bytes,
+            signature: fetched.signature.as_deref(),
+            // Only signed documents have the rollback guard behind them.
+            guarded: fetched.signer.is_some(),
+        };
+        if let Err(e) = cache::store(cache, &key, &entry, lock_deadline) {
             accepted.cache_error = Some(e.to_string());
         }
     }

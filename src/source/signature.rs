@@ -17,5 +17,15 @@ pub fn load(path: &Path) -> Result<AllowedSigners, SignatureError> {
         .map_err(|e| SignatureError::Signers(e.to_string()))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| SignatureError::Signers(format!("{}: not UTF-8", path.display())))?;
-    AllowedSigners::parse(&path.display().to_string(), text, &HostLocalTime)
+    AllowedSigners::parse(&path.display().to_string(), text, &HostLocalTime).map_err(|e| {
+        // A line of it is quoted only if anyone may read the file.
+        if secure::world_readable(path) {
+            e
+        } else {
+            SignatureError::Signers(format!(
+                "{}: not a valid allowed_signers file (the content is not shown: the file is not readable by everyone)",
+                path.display()
+            ))
+        }
+    })
 }

@@ -99,6 +99,9 @@ pub struct Summary {
     /// Bytes after the last `\n` (an append that did not finish) and where
     /// they start.
     pub partial: Option<(u64, Vec<u8>)>,
+    /// The last record is complete but lacks its final `\n` (the next
+    /// edit adds it).
+    pub unterminated: bool,
     /// The first break in the chain; the walk stops there.
     pub broken: Option<Break>,
 }
@@ -118,6 +121,12 @@ pub fn walk<R: Read>(reader: R, mut each: impl FnMut(&Record<'_>)) -> io::Result
     while let Some((line_no, line)) = lines.next_line()? {
         let bytes = match line {
             Line::Complete(b) => b,
+            // A last line that decodes lost only its final newline: its
+            // hash covers everything else, so it is a complete record.
+            Line::Partial(b) if decode(b).is_ok() => {
+                walk.unterminated = true;
+                b
+            }
             Line::Partial(b) => {
                 walk.partial = Some((offset, b.to_vec()));
                 break;

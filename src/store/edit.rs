@@ -11,8 +11,8 @@ use super::session::{Committed, Session};
 use super::trail::{Action, DocState, sha256_hex};
 use super::who::Who;
 use crate::fs::atomic::{self, AtomicError};
-use sshjit_policy::Policy;
 use sshjit_policy::time::Timestamp;
+use sshjit_policy::{Policy, Reason};
 
 /// What a change function decided.
 pub enum Edit<T> {
@@ -42,10 +42,11 @@ pub struct Edited<T> {
 }
 
 /// The single write path of the policy: every command that changes it
-/// goes through here. `change` sees the current document (empty when there
-/// is no file yet) and changes it or refuses with its own error, which
-/// `edit` returns as it is. The serial is bumped here. `waiting` hears if
-/// another edit holds the lock for a while.
+/// goes through here. `change` sees the current document and changes it
+/// or refuses with its own error, which `edit` returns as it is. The
+/// serial is bumped here. `waiting` hears if another edit holds the lock
+/// for a while. A policy that is not there is refused before anything is
+/// created (lock, directories): only [`create`] makes a new one.
 pub fn edit<T, E: From<StoreError>>(
     target: &PolicyFile,
     who: &Who,
@@ -53,6 +54,7 @@ pub fn edit<T, E: From<StoreError>>(
     waiting: Waiting<'_>,
     change: impl FnOnce(&mut Policy<'static>) -> Result<Edit<T>, E>,
 ) -> Result<Edited<T>, E> {
+    target.require_existing()?;
     let _lock = lock::exclusive(target, waiting)?;
     let mut session = Session::open(target)?;
     if !session.diagnosis.is_automatic() {
@@ -72,15 +74,132 @@ pub fn edit<T, E: From<StoreError>>(
         }
         Edit::Change { action, value } => (*action, value),
     };
-    let committed = write(target, who, now, &mut session, mending, policy, action)?;
+    let serial = policy
+        .serial
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or(StoreError::SerialExhausted)?;
+    let committed = write(
+        target,
+        who,
+        now,
+        &mut session,
+        mending,
+        policy,
+        action,
+        serial,
+    )?;
     Ok(Edited {
         value,
         committed: Some(committed),
     })
 }
 
+/// `sshjit init`: creates a new, empty policy (serial 0) and its trail,
+/// whose first record adopts that empty document with `reason`. Only
+/// where nothing is (no policy, no symlink, no trail), only under a name
+/// ending in `.json`, and the directories above it only with
+/// `make_dirs` (the configured location).
+pub fn create(
+    target: &PolicyFile,
+    who: &Who,
+    now: Timestamp,
+    reason: Reason<'static>,
+    make_dirs: bool,
+) -> Result<Committed, StoreError> {
+    let named_json = target
+        .policy
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.len() > ".json".len() && n.ends_with(".json"));
+    if !named_json {
+        return Err(StoreError::NotJsonName(target.policy.clone()));
+    }
+    if target.require_existing().is_ok() {
+        return Err(StoreError::Exists(target.policy.clone()));
+    }
+    let dir = target.dir();
+    if make_dirs {
+        // Nothing is made under a directory the helper would refuse.
+        let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+        crate::fs::secure::check_directory(existing).map_err(StoreError::Insecure)?;
+        lock::create_dirs(dir)?;
+    } else if !dir.is_dir() {
+        return Err(StoreError::NoDirectory(dir.to_owned()));
+    }
+    let _lock = lock::exclusive(target, None)?;
+    let mut session = Session::open_new(target)?;
+    if session.has_trail() {
+        return finish_init(target, &session);
+    }
+    let action = Action::Adopt {
+        reason,
+        frozen: false,
+        grants: Vec::new(),
+        revocations: Vec::new(),
+    };
+    // Serial 0: the first change is serial 1.
+    write(
+        target,
+        who,
+        now,
+        &mut session,
+        Vec::new(),
+        Policy::empty(),
+        action,
+        0,
+    )
+}
+
+/// An init killed between its trail's rename and its policy's leaves a
+/// trail whose one record adopts the empty document (serial 0) and no
+/// policy: writing that document finishes it. Any other trail without its
+/// policy is someone else's history, and refused.
+fn finish_init(target: &PolicyFile, session: &Session<'_>) -> Result<Committed, StoreError> {
+    let orphan = || StoreError::OrphanTrail(target.trail());
+    let [record] = session.last.as_slice() else {
+        return Err(orphan());
+    };
+    let empty = matches!(
+        &record.action,
+        Action::Adopt { frozen: false, grants, revocations, .. }
+            if grants.is_empty() && revocations.is_empty()
+    );
+    let mut policy = Policy::empty();
+    policy.serial = Some(0);
+    let document = policy.to_document().map_err(StoreError::Result)?;
+    let sha = sha256_hex(&document);
+    if record.seq != 1
+        || !empty
+        || record.serial != Some(0)
+        || record.policy_sha256.as_deref() != Some(sha.as_str())
+        || session.has_partial()
+    {
+        return Err(orphan());
+    }
+    let temp = target.tmp_path();
+    let options = atomic::Options {
+        temp: Some(&temp),
+        ..atomic::Options::mode(POLICY_MODE)
+    };
+    atomic::write(&target.policy, &document, options).map_err(|e| StoreError::Io {
+        what: format!("writing {}", target.policy.display()),
+        error: std::io::Error::other(e.to_string()),
+    })?;
+    let mut committed = Committed {
+        seq: record.seq,
+        hash: record.hash().to_owned(),
+        serial: 0,
+        repaired: vec!["finished an init that stopped before writing the policy".into()],
+        warning: None,
+    };
+    index(&target.policy, &mut committed);
+    Ok(committed)
+}
+
 /// Writes a decided change: the mending records, the temp file, the
 /// change's record, the rename, the directory sync and the index.
+#[allow(clippy::too_many_arguments)]
 fn write(
     target: &PolicyFile,
     who: &Who,
@@ -89,12 +208,8 @@ fn write(
     mending: Vec<(Action<'static>, Option<DocState>)>,
     mut policy: Policy<'static>,
     action: Action<'static>,
+    serial: u64,
 ) -> Result<Committed, StoreError> {
-    let serial = policy
-        .serial
-        .unwrap_or(0)
-        .checked_add(1)
-        .ok_or(StoreError::SerialExhausted)?;
     policy.serial = Some(serial);
     let document = policy.to_document().map_err(StoreError::Result)?;
     let result = DocState {
@@ -131,6 +246,12 @@ fn write(
             return Err(e);
         }
     };
+    // The new document's index goes in place first, so that no login
+    // finds the new policy without an index of its contents (until the
+    // rename, it matches by the document's SHA-256; `settle` then gives it
+    // the renamed file's identity).
+    let prebuilt =
+        crate::index::prebuild(&target.policy, pending.temp_metadata(), &policy, &document);
     committed.warning = match pending.commit() {
         Ok(()) => None,
         // From here the change is in effect: a failure is a warning, not a
@@ -144,7 +265,14 @@ fn write(
             ));
         }
     };
-    index(&target.policy, &mut committed);
+    match prebuilt {
+        Ok(bytes) => {
+            if let Err(e) = crate::index::settle(&target.policy, bytes) {
+                index_warning(&mut committed, &e);
+            }
+        }
+        Err(_) => index(&target.policy, &mut committed),
+    }
     committed.repaired = repaired;
     Ok(committed)
 }
@@ -153,13 +281,16 @@ fn write(
 /// failure costs only speed: the old index no longer matches the file, so
 /// the helper reads the whole document until `sshjit index` succeeds.
 fn index(policy: &Path, committed: &mut Committed) {
-    if let Err(e) = crate::index::write_for(policy) {
-        let w = format!(
-            "the change is in effect, but its index was not written ({e}): run `sshjit index`"
-        );
-        committed.warning = Some(match committed.warning.take() {
-            Some(prev) => format!("{prev}; {w}"),
-            None => w,
-        });
+    if let Err(e) = crate::index::write_for(policy, None) {
+        index_warning(committed, &e);
     }
+}
+
+fn index_warning(committed: &mut Committed, e: &std::io::Error) {
+    let w =
+        format!("the change is in effect, but its index was not written ({e}): run `sshjit index`");
+    committed.warning = Some(match committed.warning.take() {
+        Some(prev) => format!("{prev}; {w}"),
+        None => w,
+    });
 }

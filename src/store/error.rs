@@ -17,6 +17,18 @@ pub enum StoreError {
     DanglingSymlink(PathBuf),
     /// The policy path names no file (`/`, `..`).
     NoFileName(PathBuf),
+    /// There is no policy at the path: editing commands never create one
+    /// (`sshjit init` does).
+    NoPolicy(PathBuf),
+    /// `sshjit init` found something at the path already.
+    Exists(PathBuf),
+    /// `sshjit init`: a policy's file name ends in `.json`.
+    NotJsonName(PathBuf),
+    /// `sshjit init`: a trail is there without its policy.
+    OrphanTrail(PathBuf),
+    /// `sshjit init --policy PATH`: the directory is not there (only the
+    /// configured location gets its directories made).
+    NoDirectory(PathBuf),
     /// The lock file may not be opened: the usual cause is a missing sudo.
     LockDenied(PathBuf),
     /// Another edit held the lock for longer than `limit`.
@@ -49,6 +61,31 @@ impl fmt::Display for StoreError {
                 path.display()
             ),
             StoreError::NoFileName(path) => write!(f, "{} names no file", path.display()),
+            StoreError::NoPolicy(path) => write!(
+                f,
+                "there is no policy at {}: editing commands never create one; create it with `sshjit init` (or check --policy and the config's source)",
+                path.display()
+            ),
+            StoreError::Exists(path) => write!(
+                f,
+                "{} already exists: `sshjit init` creates a new policy only where there is nothing",
+                path.display()
+            ),
+            StoreError::NotJsonName(path) => write!(
+                f,
+                "{}: a policy's file name must end in .json",
+                path.display()
+            ),
+            StoreError::NoDirectory(dir) => write!(
+                f,
+                "{} is not a directory: sshjit init makes missing directories only for the configured policy location (the config's source)",
+                dir.display()
+            ),
+            StoreError::OrphanTrail(path) => write!(
+                f,
+                "the trail {} exists but its policy does not: restore the policy from a backup, or move the trail aside to start anew",
+                path.display()
+            ),
             StoreError::LockDenied(path) => write!(
                 f,
                 "cannot open {}: permission denied; changing the policy needs its owner's rights (run with sudo)",

@@ -54,6 +54,19 @@ impl PolicyFile {
         Ok(PolicyFile { policy })
     }
 
+    /// Refuses a policy that is not there: editing commands never create
+    /// one (`sshjit init` does), nor anything beside it (lock, trail,
+    /// directories).
+    pub fn require_existing(&self) -> Result<(), StoreError> {
+        match fs::symlink_metadata(&self.policy) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NoPolicy(self.policy.clone()))
+            }
+            Err(e) => Err(io_error(format!("looking at {}", self.policy.display()))(e)),
+        }
+    }
+
     pub fn trail(&self) -> PathBuf {
         trail_path(&self.policy)
     }
@@ -75,12 +88,13 @@ impl PolicyFile {
     /// The edit's temp file, with a fixed name: what an interrupted edit
     /// left there is the evidence `temp_sha` reads.
     pub fn tmp_path(&self) -> PathBuf {
-        self.sibling(".tmp")
+        // Where the login path looks for an edit's next version.
+        crate::index::pending_policy(&self.policy)
     }
 }
 
 /// Reads the policy as the helper would (same ownership and permission
-/// checks); `None` when there is none yet.
+/// checks); `None` when there is none (only `sshjit init` goes on then).
 pub fn read_policy(target: &PolicyFile) -> Result<Option<Vec<u8>>, StoreError> {
     match secure::read_secure(&target.policy, MAX_DOCUMENT_BYTES) {
         Ok(bytes) => Ok(Some(bytes)),

@@ -29,11 +29,12 @@ pub fn lock(target: &PolicyFile) -> Result<File, StoreError> {
     exclusive(target, None)
 }
 
-/// Waits (up to `LOCK_WAIT`) for the exclusive lock on `policy.json.lock`,
-/// creating the directories above the policy when they are missing.
+/// Waits (up to `LOCK_WAIT`) for the exclusive lock on `policy.json.lock`
+/// in the policy's directory, which must exist: only `sshjit init`
+/// creates directories ([`create_dirs`]), and only for the configured
+/// location.
 pub fn exclusive(target: &PolicyFile, waiting: Waiting<'_>) -> Result<File, StoreError> {
     let dir = target.dir();
-    create_dirs(dir)?;
     secure::check_directory(dir).map_err(StoreError::Insecure)?;
     let path = target.lock_path();
     let lock = OpenOptions::new()
@@ -90,8 +91,9 @@ fn wait(path: &Path, lock: &File, kind: Kind, waiting: Waiting<'_>) -> Result<()
 }
 
 /// Creates the missing directories above the policy, each 0755 whatever
-/// the umask: the helper's account must be able to reach the file.
-fn create_dirs(dir: &Path) -> Result<(), StoreError> {
+/// the umask: the helper's account must be able to reach the file. Only
+/// `sshjit init` calls it, for the configured policy location.
+pub fn create_dirs(dir: &Path) -> Result<(), StoreError> {
     let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     for d in missing.into_iter().rev() {
         match fs::DirBuilder::new().mode(0o755).create(d) {

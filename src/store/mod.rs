@@ -31,7 +31,7 @@ pub mod tail;
 pub mod trail;
 pub mod who;
 
-pub use edit::{Edit, Edited, edit};
+pub use edit::{Edit, Edited, create, edit};
 pub use error::StoreError;
 pub use file::{
     POLICY_MODE, PolicyFile, TRAIL_MODE, open_trail, read_policy, read_trail, temp_sha,

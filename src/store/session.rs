@@ -39,18 +39,37 @@ pub struct Session<'t> {
     trail: Option<File>,
     pub last: Vec<Record<'static>>,
     tail: TailBytes,
+    /// The last record is complete but its `\n` is missing.
+    unterminated: bool,
     pub diagnosis: Diagnosis,
 }
 
 impl<'t> Session<'t> {
-    /// Reads everything an edit or a repair decides on. Call with the lock held.
+    /// Reads everything an edit or a repair decides on. Call with the lock
+    /// held. A policy that is not there is refused: editing commands never
+    /// create one.
     pub fn open(target: &'t PolicyFile) -> Result<Self, StoreError> {
+        Session::open_as(target, false)
+    }
+
+    /// For `sshjit init`: there must be no policy; a trail is looked at
+    /// by the caller (an init interrupted before its rename leaves one).
+    pub fn open_new(target: &'t PolicyFile) -> Result<Self, StoreError> {
+        Session::open_as(target, true)
+    }
+
+    fn open_as(target: &'t PolicyFile, new: bool) -> Result<Self, StoreError> {
         let bytes = read_policy(target)?;
+        match (&bytes, new) {
+            (None, false) => return Err(StoreError::NoPolicy(target.policy.clone())),
+            (Some(_), true) => return Err(StoreError::Exists(target.policy.clone())),
+            _ => {}
+        }
         let policy = match &bytes {
             Some(b) => Policy::parse(b)
                 .map_err(|error| StoreError::Invalid {
                     path: target.policy.clone(),
-                    error,
+                    error: crate::fs::secure::shown(&target.policy, error),
                 })?
                 .into_owned(),
             None => Policy::empty(),
@@ -61,7 +80,7 @@ impl<'t> Session<'t> {
         });
         let trail_path = target.trail();
         let mut trail = open_trail(&trail_path)?;
-        let tail = match trail.as_mut() {
+        let mut tail = match trail.as_mut() {
             Some(f) => {
                 read_tail(f, 2).map_err(io_error(format!("reading {}", trail_path.display())))?
             }
@@ -74,6 +93,19 @@ impl<'t> Session<'t> {
                 error,
             })?;
             last.push(record.into_owned());
+        }
+        // A last record that lost only its final newline decodes (its hash
+        // covers every byte but that newline): it is complete, and the
+        // next append adds the newline rather than discarding it.
+        let mut unterminated = false;
+        if !tail.partial.is_empty()
+            && let Ok(record) = decode(&tail.partial)
+        {
+            last.push(record.into_owned());
+            tail.partial.clear();
+            unterminated = true;
+            let keep = last.len().saturating_sub(2);
+            last.drain(..keep);
         }
         if let [a, b] = last.as_slice()
             && (b.seq != a.seq + 1 || b.prev != a.hash())
@@ -89,6 +121,7 @@ impl<'t> Session<'t> {
             trail,
             last,
             tail,
+            unterminated,
             diagnosis,
         })
     }
@@ -103,6 +136,11 @@ impl<'t> Session<'t> {
             path: self.target.trail(),
             explanation,
         }
+    }
+
+    /// Whether a trail file is there.
+    pub fn has_trail(&self) -> bool {
+        self.trail.is_some()
     }
 
     /// Whether the trail ends in an incomplete line.
@@ -181,6 +219,9 @@ impl<'t> Session<'t> {
             None => (0, ZERO_HASH.to_owned()),
         };
         let mut bytes = Vec::new();
+        if self.unterminated {
+            bytes.push(b'\n');
+        }
         let mut serial = 0;
         let mut repaired = Vec::new();
         let mut appended = Vec::new();
@@ -229,6 +270,7 @@ impl<'t> Session<'t> {
         };
         self.trail = Some(f);
         self.tail.partial.clear();
+        self.unterminated = false;
         self.last.extend(appended);
         let keep = self.last.len().saturating_sub(2);
         self.last.drain(..keep);

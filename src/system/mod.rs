@@ -60,6 +60,61 @@ pub fn user_exists(name: &str) -> bool {
     rc == 0 && !result.is_null()
 }
 
+/// A local account as the kernel checks its access: uid, primary group and
+/// supplementary groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Looks a local account up by name (`getpwnam_r`, `getgrouplist`).
+pub fn account(name: &str) -> Option<Account> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut pwd: libc::passwd = unsafe_zeroed_passwd();
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in `user_name`; `cname` is NUL-terminated and outlives the call.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
+    let mut groups = vec![0 as libc::gid_t; 64];
+    loop {
+        let mut n = libc::c_int::try_from(groups.len()).ok()?;
+        // SAFETY: `cname` is NUL-terminated; `groups` has room for `n`
+        // entries, and getgrouplist writes at most that many, setting `n`
+        // to how many there are (returning -1 when they did not fit).
+        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        let n = usize::try_from(n).ok()?;
+        if rc >= 0 {
+            groups.truncate(n);
+            break;
+        }
+        if n <= groups.len() || n > 65_536 {
+            return None;
+        }
+        groups.resize(n, 0);
+    }
+    Some(Account {
+        name: name.to_owned(),
+        uid,
+        gid,
+        groups,
+    })
+}
+
 fn unsafe_zeroed_passwd() -> libc::passwd {
     // SAFETY: `passwd` is a plain C struct of integers and pointers, for which
     // all-zero bytes (null pointers) is a valid value.

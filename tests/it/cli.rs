@@ -855,6 +855,8 @@ fn admin_edits_keep_the_index_current() {
     let policy = dir.join("policy.json");
     let key = dir.write("a.pub", KEY_A);
     let globals = Globals::new(&policy, &config);
+    globals.run(&["init"]).assert_ok();
+    assert!(dir.join("policy.json.idx").exists());
     let grant = globals.run(&[
         "grant",
         "--user",
@@ -885,4 +887,179 @@ fn admin_edits_keep_the_index_current() {
         r.stderr.contains("index=used") && r.stdout.is_empty(),
         "{r:?}"
     );
+}
+
+#[test]
+fn the_index_is_trusted_by_content_when_the_file_was_replaced_with_the_same_bytes() {
+    let dir = TestDir::new("index-content");
+    let config = dir.config("");
+    let d = doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]);
+    let policy = dir.policy(&d);
+    sshjit_index(&policy, &config).assert_ok();
+    let keys = || {
+        Globals::new(&policy, &config)
+            .host("h")
+            .run(&["keys", "deploy"])
+    };
+    let r = keys();
+    assert!(r.stderr.contains("index=used"), "{}", r.stderr);
+    // Config management rewrites the very same bytes: a new inode, new
+    // times, the same document.
+    let bytes = fs::read(&policy).unwrap();
+    write_file(&policy, &bytes, 0o644);
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=content"), "{}", r.stderr);
+    assert!(r.stdout.contains(KEY_A.split(' ').nth(1).unwrap()), "{r:?}");
+    let c = Globals::new(&policy, &config).run(&["check"]);
+    assert!(c.stdout.contains("by its SHA-256"), "{}", c.stdout);
+    // One byte more (a trailing space): the whole document decides.
+    let mut changed = bytes.clone();
+    changed.push(b' ');
+    write_file(&policy, &changed, 0o644);
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=stale"), "{}", r.stderr);
+}
+
+#[test]
+fn a_signed_policy_is_read_through_its_index_while_its_signature_and_signer_hold() {
+    use crate::support::https::{signing_key, ssh_sign};
+    let dir = TestDir::new("index-signed");
+    let key = signing_key(&dir, "signer");
+    let signers = dir.write("allowed_signers", format!("ops {}\n", key.public_line));
+    let state = dir.join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.config(&format!(
+        "allowed_signers = \"{}\"\nstate_dir = \"{}\"",
+        signers.display(),
+        state.display()
+    ));
+    let mut d = doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]);
+    d["serial"] = json!(5);
+    let policy = dir.policy(&d);
+    let bytes = fs::read(&policy).unwrap();
+    let sig = dir.write("policy.json.sig", ssh_sign(&key, &bytes, "sshjit-policy"));
+    let keys = || {
+        Globals::new(&policy, &config)
+            .host("h")
+            .run(&["keys", "deploy"])
+    };
+    // Before an index: verified whole, as always.
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=missing"), "{}", r.stderr);
+    let i = sshjit_index(&policy, &config);
+    i.assert_ok();
+    assert!(i.stdout.contains("its signature verified"), "{i:?}");
+    let r = keys();
+    r.assert_ok();
+    assert!(
+        r.stderr.contains("index=used") && r.stderr.contains("signed_by=ops"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains(KEY_A.split(' ').nth(1).unwrap()), "{r:?}");
+    // The signer no longer allowed: denied, index or not.
+    let other = signing_key(&dir, "other");
+    dir.write("allowed_signers", format!("ops {}\n", other.public_line));
+    keys().assert_denied();
+    dir.write("allowed_signers", format!("ops {}\n", key.public_line));
+    keys().assert_ok();
+    // Another signature file (even a good one, by another allowed key):
+    // not the one verified, so the whole document is verified again.
+    dir.write(
+        "allowed_signers",
+        format!("ops {}\nops2 {}\n", key.public_line, other.public_line),
+    );
+    write_file(
+        &sig,
+        ssh_sign(&other, &bytes, "sshjit-policy").as_bytes(),
+        0o644,
+    );
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=unsigned"), "{}", r.stderr);
+    assert!(r.stderr.contains("signed_by=ops2"), "{}", r.stderr);
+    // A bad one, or none: denied.
+    write_file(&sig, b"junk", 0o644);
+    keys().assert_denied();
+    fs::remove_file(&sig).unwrap();
+    keys().assert_denied();
+    // An index built without the signature (by an older sshjit, or before
+    // allowed_signers was set) is never used for a signed policy.
+    let unsigned = dir.write(
+        "unsigned.toml",
+        format!(
+            "syslog_socket = \"{}\"\n",
+            dir.join("no-syslog-here").display()
+        ),
+    );
+    sshjit_index(&policy, &unsigned).assert_ok();
+    write_file(
+        &sig,
+        ssh_sign(&key, &bytes, "sshjit-policy").as_bytes(),
+        0o644,
+    );
+    let r = keys();
+    r.assert_ok();
+    assert!(r.stderr.contains("index=unsigned"), "{}", r.stderr);
+    // The rollback guard holds through the index too.
+    sshjit_index(&policy, &config).assert_ok();
+    fs::write(state.join("serial"), "9\n").unwrap();
+    let r = keys();
+    r.assert_denied();
+    assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+    // An index of a document its signature does not cover is not written.
+    fs::write(state.join("serial"), "5\n").unwrap();
+    let mut d2 = d.clone();
+    d2["grants"][0]["user"] = json!("root");
+    dir.policy(&d2);
+    let i = sshjit_index(&policy, &config);
+    i.assert_denied();
+    assert!(i.stderr.contains("no index written"), "{i:?}");
+    keys().assert_denied();
+}
+
+#[test]
+fn index_watch_keeps_the_index_of_a_policy_written_by_another_tool_current() {
+    let dir = TestDir::new("index-watch");
+    let config = dir.config("");
+    let policy = dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    let mut watcher = Globals::new(&policy, &config)
+        .cmd(&["index", "--watch", "--interval", "1s"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let keys = || {
+        Globals::new(&policy, &config)
+            .host("h")
+            .run(&["keys", "deploy"])
+    };
+    let used = |r: &Run| r.stderr.contains("index=used");
+    assert!(wait_until(std::time::Duration::from_secs(20), || used(
+        &keys()
+    )));
+    // Another tool writes a new version: revoked.
+    dir.policy(&doc(
+        vec![key_grant("g-1", "deploy", KEY_A)],
+        vec![json!({"grant": "g-1"})],
+    ));
+    assert!(wait_until(std::time::Duration::from_secs(20), || {
+        let r = keys();
+        used(&r) && r.stdout.is_empty()
+    }));
+    // An invalid version is not indexed; the whole document denies.
+    dir.write("policy.json", "{\"version\": 1, \"grnats\": []}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    keys().assert_denied();
+    // Fixed again: indexed again.
+    dir.policy(&doc(vec![key_grant("g-1", "deploy", KEY_A)], vec![]));
+    assert!(wait_until(std::time::Duration::from_secs(20), || {
+        let r = keys();
+        used(&r) && !r.stdout.is_empty()
+    }));
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }

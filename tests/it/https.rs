@@ -663,7 +663,10 @@ fn sign_and_verify_publish_in_one_step() {
         state.display()
     ));
     let c = config.to_str().unwrap();
-    let policy = env.dir.write("policy.json", body(&deploy_doc(11)));
+    // Serial 11 is one version: the same bytes each time it is signed
+    // (`sign` refuses other content under a serial already signed).
+    let eleven = body(&deploy_doc(11));
+    let policy = env.dir.write("policy.json", &eleven);
     let p = policy.to_str().unwrap();
     let k = key.private.to_str().unwrap();
     let r = run(&["sign", p, "--key", k, "--config", c]);
@@ -723,7 +726,7 @@ fn sign_and_verify_publish_in_one_step() {
         .write("policy.json", "{\"version\": 1, \"grants\": [{}]}");
     run(&["sign", p, "--key", k, "--config", c]).assert_denied();
     // After the helper accepted serial 11, verify flags an older document.
-    env.dir.write("policy.json", body(&deploy_doc(11)));
+    env.dir.write("policy.json", &eleven);
     run(&["sign", p, "--key", k, "--config", c]).assert_ok();
     env.keys(&config, p).0.assert_ok();
     env.dir.write("policy.json", body(&deploy_doc(10)));

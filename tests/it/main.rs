@@ -1,7 +1,8 @@
 //! All integration tests, in one binary: process-level tests of the built
 //! `sshjit` binary (`cli`, `https`), the admin commands at both levels
 //! (`admin`), property tests (`props`), end-to-end tests through a real
-//! sshd (`e2e`), a login storm (`storm`), and the check that the index fuzz
+//! sshd (`e2e`), a login storm (`storm`), the regression tests of the
+//! hostile review (`review`), and the check that the index fuzz
 //! target's seeds are the builder's output (`fuzz_seeds`).
 
 mod admin;
@@ -12,6 +13,7 @@ mod https;
 mod layering;
 mod props;
 mod quickstart;
+mod review;
 mod server;
 mod storm;
 mod support;

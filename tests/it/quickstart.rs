@@ -254,11 +254,24 @@ fn a_writable_directory_without_the_sticky_bit_or_owned_by_another_still_refuses
     assert!(r.stderr.contains("owned by uid 65534, not root"), "{r:#?}");
     std::os::unix::fs::lchown(foreign.join(""), Some(0), None).unwrap();
 
-    // An admin command never creates a policy directly in a sticky
-    // directory: the name it would create is nobody's yet.
+    // `init` (the only command that creates a policy) never creates one
+    // directly in a sticky directory: the name it would create is nobody's
+    // yet. An editing command creates nothing at all.
     let sticky = sticky_dir("create-in-sticky");
     let keys = TestDir::new("create-in-sticky-key");
     let key = keys.write("a.pub", KEY_A);
+    let out = Command::new(bin())
+        .arg("init")
+        .arg("--policy")
+        .arg(sticky.join("new.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("writable by group or others"),
+        "{out:?}"
+    );
+    assert!(!sticky.join("new.json").exists());
     let out = Command::new(bin())
         .args([
             "grant", "--user", "deploy", "--for", "1h", "--reason", "test",
@@ -271,8 +284,9 @@ fn a_writable_directory_without_the_sticky_bit_or_owned_by_another_still_refuses
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("writable by group or others"),
+        String::from_utf8_lossy(&out.stderr).contains("sshjit init"),
         "{out:?}"
     );
     assert!(!sticky.join("new.json").exists());
+    assert!(!sticky.join("new.json.lock").exists());
 }

@@ -189,6 +189,36 @@ impl PolicyError {
         }
     }
 
+    /// The error without anything taken from the document: its kind and
+    /// position only. For a document the reader may not be able to read
+    /// (a root-only file given as `--policy`): a message must never show
+    /// what the file holds.
+    pub fn redacted(&self) -> PolicyError {
+        let message = match self.kind {
+            ErrorKind::Syntax => "not valid JSON here".to_owned(),
+            ErrorKind::WrongType => "a value of the wrong JSON type".to_owned(),
+            ErrorKind::UnknownField => "a field this version does not know".to_owned(),
+            ErrorKind::MissingField(name) => format!("missing field `{name}`"),
+            ErrorKind::DuplicateField => "a field given twice".to_owned(),
+            ErrorKind::InvalidValue => "an invalid value".to_owned(),
+            ErrorKind::TimeWithoutZone => "a time without a zone".to_owned(),
+            ErrorKind::KeyOptions => "a key with authorized_keys options".to_owned(),
+            ErrorKind::Selector => "not exactly one selector".to_owned(),
+            ErrorKind::EmptyWindow => "not_before is not before expires_at".to_owned(),
+            ErrorKind::DuplicateId => "two grants with one id".to_owned(),
+            ErrorKind::Version => "not version 1".to_owned(),
+            ErrorKind::TooLarge => "over a bound".to_owned(),
+        };
+        PolicyError {
+            kind: self.kind,
+            position: self.position,
+            entry: None,
+            message: format!(
+                "{message} (the content is not shown: the file is not readable by everyone)"
+            ),
+        }
+    }
+
     /// What to do about it, for `sshjit check`.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self.kind {

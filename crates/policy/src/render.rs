@@ -82,6 +82,9 @@ pub struct Rendered<'p, 'a> {
 /// subject and options are merged, keeping the latest expiry.
 struct Entry<'p, 'a> {
     grant: &'p Grant<'a>,
+    /// The line's `from` patterns (empty: any address): the grant's own,
+    /// or the union of merged principal grants'.
+    from: Vec<&'p str>,
     expires_at: Timestamp,
     ids: Vec<&'p GrantId<'a>>,
 }
@@ -90,6 +93,15 @@ struct Entry<'p, 'a> {
 /// in document order. A grant in the last fraction of a second before a
 /// fractional `expires_at` has no whole second left that sshd would accept;
 /// its line is left out rather than printed already expired.
+///
+/// Principals are rendered so that what sshd allows is what the policy
+/// allows: sshd applies only the *first* line naming a principal the
+/// certificate carries (a key, by contrast, is tried line after line). So
+/// principal grants with the same command and `restrict` become one line
+/// whose `from` is the union of theirs (none when one of them has none;
+/// not when a pattern is negated, which a union could turn against the
+/// other grant), and the lines are ordered most permissive first: without
+/// `from`, then without `command`, then without `restrict`.
 pub fn render<'p, 'a>(
     valid: &[&'p Grant<'a>],
     expiry: Expiry<'_>,
@@ -97,18 +109,50 @@ pub fn render<'p, 'a>(
 ) -> Result<Rendered<'p, 'a>, RenderError> {
     let mut entries: Vec<Entry<'p, 'a>> = Vec::with_capacity(valid.len());
     for &g in valid {
+        let from: Vec<&'p str> = g.from.iter().map(|p| p.as_str()).collect();
         match entries.iter_mut().find(|e| same_line(e.grant, g)) {
             Some(e) => {
                 e.expires_at = e.expires_at.max(g.expires_at);
                 e.ids.push(&g.id);
+                continue;
             }
-            None => entries.push(Entry {
-                grant: g,
-                expires_at: g.expires_at,
-                ids: vec![&g.id],
-            }),
+            None if matches!(g.subject, Subject::Principal(_)) => {
+                if let Some(e) = entries
+                    .iter_mut()
+                    .find(|e| mergeable_principals(e, g, &from))
+                {
+                    if e.from.is_empty() || from.is_empty() {
+                        e.from.clear();
+                    } else {
+                        for p in from {
+                            if !e.from.contains(&p) {
+                                e.from.push(p);
+                            }
+                        }
+                    }
+                    e.expires_at = e.expires_at.max(g.expires_at);
+                    e.ids.push(&g.id);
+                    continue;
+                }
+            }
+            None => {}
         }
+        entries.push(Entry {
+            grant: g,
+            from,
+            expires_at: g.expires_at,
+            ids: vec![&g.id],
+        });
     }
+    // Stable: document order among equals; keys keep it entirely.
+    entries.sort_by_key(|e| match e.grant.subject {
+        Subject::Principal(_) => (
+            !e.from.is_empty(),
+            e.grant.command.is_some(),
+            e.grant.restrict,
+        ),
+        Subject::Key(_) => (false, false, false),
+    });
     let mut out = Rendered {
         text: Vec::with_capacity(entries.len() * 160),
         lines: Vec::with_capacity(entries.len()),
@@ -119,8 +163,8 @@ pub fn render<'p, 'a>(
         }
         let start = out.text.len();
         let expiry = expiry_value(e.expires_at, expiry)?;
-        write_line(&mut out.text, e.grant, &expiry);
-        read_back(&out.text[start..], e.grant, &expiry)?;
+        write_line(&mut out.text, e.grant, &e.from, &expiry);
+        read_back(&out.text[start..], e.grant, &e.from, &expiry)?;
         out.lines.push(e.ids);
     }
     Ok(out)
@@ -135,18 +179,30 @@ fn same_line(a: &Grant<'_>, b: &Grant<'_>) -> bool {
     subject && a.from == b.from && a.command == b.command && a.restrict == b.restrict
 }
 
-fn write_line(out: &mut Vec<u8>, g: &Grant<'_>, expiry: &str) {
+/// Whether principal grant `g` (with `from`) joins entry `e`'s line: same
+/// principal, command and `restrict`, and no negated `from` pattern on
+/// either side (`!a` in one grant's list would refuse an address the other
+/// grant allows).
+fn mergeable_principals(e: &Entry<'_, '_>, g: &Grant<'_>, from: &[&str]) -> bool {
+    let same_principal = matches!(
+        (&e.grant.subject, &g.subject),
+        (Subject::Principal(x), Subject::Principal(y)) if x == y
+    );
+    let negated = |l: &[&str]| l.iter().any(|p| p.starts_with('!'));
+    same_principal
+        && e.grant.command == g.command
+        && e.grant.restrict == g.restrict
+        && !negated(&e.from)
+        && !negated(from)
+}
+
+fn write_line(out: &mut Vec<u8>, g: &Grant<'_>, from: &[&str], expiry: &str) {
     out.extend_from_slice(b"expiry-time=\"");
     out.extend_from_slice(expiry.as_bytes());
     out.push(b'"');
-    if !g.from.is_empty() {
+    if !from.is_empty() {
         out.extend_from_slice(b",from=\"");
-        for (i, p) in g.from.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(p.as_str().as_bytes());
-        }
+        out.extend_from_slice(from.join(",").as_bytes());
         out.push(b'"');
     }
     if let Some(cmd) = &g.command {
@@ -175,7 +231,7 @@ fn write_line(out: &mut Vec<u8>, g: &Grant<'_>, expiry: &str) {
 
 /// Reads a written line back with sshd's grammar and checks that sshd will
 /// see exactly the options and the key or principal we meant.
-fn read_back(line: &[u8], g: &Grant<'_>, expiry: &str) -> Result<(), RenderError> {
+fn read_back(line: &[u8], g: &Grant<'_>, from: &[&str], expiry: &str) -> Result<(), RenderError> {
     let fail = |why: String| {
         Err(RenderError(format!(
             "grant {}: line would be misread by sshd: {why}",
@@ -194,15 +250,10 @@ fn read_back(line: &[u8], g: &Grant<'_>, expiry: &str) -> Result<(), RenderError
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let from = g
-        .from
-        .iter()
-        .map(|p| p.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let joined = from.join(",");
     let mut expected: Vec<(&str, Option<&str>)> = vec![("expiry-time", Some(expiry))];
-    if !g.from.is_empty() {
-        expected.push(("from", Some(&from)));
+    if !from.is_empty() {
+        expected.push(("from", Some(&joined)));
     }
     if let Some(c) = &g.command {
         expected.push(("command", Some(c.as_str())));

@@ -13,8 +13,43 @@ use super::{Admin, LogSocket, ids, is_grant_id};
 use crate::support::*;
 
 #[test]
-fn grant_creates_a_policy_the_helper_accepts() {
-    let a = Admin::new("adm-grant");
+fn init_creates_the_policy_and_grant_fills_it() {
+    let a = Admin::bare("adm-grant");
+    // Editing commands never create a policy.
+    let r = a.run(&[
+        "grant",
+        "--user",
+        "deploy",
+        "--key",
+        &a.key("a.pub"),
+        "--for",
+        "1h",
+        "--reason",
+        "r",
+    ]);
+    r.assert_denied();
+    assert!(r.stderr.contains("sshjit init"), "{r:?}");
+    assert!(!a.policy.exists() && !a.trail_path().exists());
+    assert!(!a.dir.join("policy.json.lock").exists());
+    // init does: empty, serial 0, its trail starting with the adopt of it.
+    let r = a.ok(&["init", "--by", "bob"]);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("created "), "{r:?}");
+    assert_eq!(a.doc()["serial"], 0);
+    assert_eq!(a.doc()["grants"], json!([]));
+    let t = a.trail();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0]["action"], "adopt");
+    assert_eq!(t[0]["actor"], "bob");
+    assert_eq!(t[0]["seq"], 1);
+    let sha = sshjit::store::trail::sha256_hex(&fs::read(&a.policy).unwrap());
+    assert_eq!(t[0]["policy_sha256"], json!(sha));
+    a.ok(&["audit", "verify"]);
+    // Again: nothing to do, nothing changed.
+    let before = a.snapshot();
+    let r = a.ok(&["init"]);
+    assert!(r.stderr.contains("already a policy"), "{r:?}");
+    assert_eq!(a.snapshot(), before);
     let id = a.grant("deploy", "a.pub", &["--host", "web-*", "--by", "bob"]);
     // Root-owned (or ours), 0644, next to a 0640 trail and the lock.
     let meta = fs::metadata(&a.policy).unwrap();
@@ -37,8 +72,8 @@ fn grant_creates_a_policy_the_helper_accepts() {
     r.assert_ok();
     assert!(r.stdout.contains(KEY_A.split(' ').nth(1).unwrap()), "{r:?}");
     a.ok(&["check"]);
-    // One trail record, with the grant and the document's hash.
-    let t = a.trail();
+    // One record after init's, with the grant and the document's hash.
+    let t = a.changes();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0]["action"], "grant");
     assert_eq!(t[0]["grant"], *g);
@@ -90,7 +125,7 @@ fn grant_writes_every_option() {
             "command": "/usr/bin/uptime", "restrict": true
         })
     );
-    assert_eq!(a.trail()[0]["forced"], true);
+    assert_eq!(a.changes()[0]["forced"], true);
     // Not valid yet: the helper prints nothing.
     let r = a.keys("web");
     r.assert_ok();
@@ -136,7 +171,7 @@ fn grant_writes_every_option() {
     assert_eq!(doc["grants"][1]["principal"], "alice@corp");
     assert_eq!(doc["grants"][2]["key"], KEY_A);
     assert_eq!(doc["grants"][2]["granted_by"], "carol");
-    assert_eq!(a.trail()[2]["sudo_user"], "carol");
+    assert_eq!(a.changes()[2]["sudo_user"], "carol");
     assert_eq!(doc["serial"], 3);
     // Each grant has its own id.
     let ids = ids(&doc);
@@ -361,7 +396,7 @@ fn max_grant_comes_from_the_config() {
 
 #[test]
 fn an_invalid_or_insecure_policy_is_never_edited() {
-    let a = Admin::new("adm-invalid");
+    let a = Admin::bare("adm-invalid");
     let key = a.key("a.pub");
     let grant = [
         "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r",
@@ -400,12 +435,22 @@ fn an_invalid_or_insecure_policy_is_never_edited() {
     fs::create_dir(&loose).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
     for target in [loose.join("policy.json"), loose.join("new/policy.json")] {
-        let r = Globals::new(&target, &a.config).run(&[
-            "grant", "--user", "u", "--key", &key, "--for", "1h", "--reason", "r",
-        ]);
+        // Only init creates a policy; the configured location may need
+        // its directory made.
+        let configured = a.dir.write(
+            "loose.toml",
+            format!(
+                "source = \"{}\"\nsyslog_socket = \"{}\"\n",
+                target.display(),
+                a.dir.join("no-syslog-here").display()
+            ),
+        );
+        let r = Globals::new(&target, &configured).run(&["init"]);
         assert_eq!(r.code, Some(1), "{r:?}");
         assert!(r.stderr.contains("directory is writable"), "{r:?}");
         assert!(!target.exists());
+        assert!(!loose.join("new").exists());
+        assert!(!loose.join("policy.json.lock").exists());
     }
     // A dangling symlink is not replaced by a file.
     let dangling = a.dir.join("dangling.json");
@@ -457,7 +502,7 @@ fn with_umask_077(args: &[&str]) -> Run {
 
 #[test]
 fn the_policy_is_written_readable_whatever_the_umask() {
-    let a = Admin::new("adm-umask");
+    let a = Admin::bare("adm-umask");
     let key = a.key("a.pub");
     let c = a.config.to_str().unwrap();
     let grant = |policy: &str| {
@@ -467,10 +512,30 @@ fn the_policy_is_written_readable_whatever_the_umask() {
         ])
         .assert_ok();
     };
+    with_umask_077(&[
+        "init",
+        "--policy",
+        a.policy.to_str().unwrap(),
+        "--config",
+        c,
+    ])
+    .assert_ok();
+    assert_eq!(fs::metadata(&a.policy).unwrap().mode() & 0o7777, 0o644);
     grant(a.policy.to_str().unwrap());
     assert_eq!(fs::metadata(&a.policy).unwrap().mode() & 0o7777, 0o644);
-    // A directory it has to create is searchable by the helper's account.
+    // A directory init has to create (for the configured location only)
+    // is searchable by the helper's account.
     let nested = a.dir.join("etc/sshjit/policy.json");
+    let configured = a.dir.write(
+        "nested.toml",
+        format!(
+            "source = \"{}\"\nsyslog_socket = \"{}\"\n",
+            nested.display(),
+            a.dir.join("no-syslog-here").display()
+        ),
+    );
+    with_umask_077(&["init", "--config", configured.to_str().unwrap()]).assert_ok();
+    assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o7777, 0o644);
     grant(nested.to_str().unwrap());
     assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o7777, 0o644);
     for d in [a.dir.join("etc"), a.dir.join("etc/sshjit")] {
@@ -629,12 +694,12 @@ fn freeze_lets_only_break_glass_through_and_thaw_restores() {
     assert_eq!(a.doc()["frozen"], false);
     assert_eq!(a.keys("deploy").stdout.lines().count(), 2);
     let actions: Vec<String> = a
-        .trail()
+        .changes()
         .iter()
         .map(|r| r["action"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(actions, ["grant", "grant", "freeze", "grant", "thaw"]);
-    assert_eq!(a.trail()[2]["reason"], "INC-9 intrusion");
+    assert_eq!(a.changes()[2]["reason"], "INC-9 intrusion");
     refused(&a, &["thaw", "--reason", ""], 2, "--reason");
     let _ = (normal, bg);
 }
@@ -666,7 +731,7 @@ fn every_change_bumps_the_serial_and_no_change_does_not() {
     a.ok(&["prune"]);
     check(&a, false);
     let serials: Vec<u64> = a
-        .trail()
+        .changes()
         .iter()
         .map(|r| r["serial"].as_u64().unwrap())
         .collect();
@@ -709,7 +774,7 @@ fn admin_lines_go_to_syslog_at_the_right_priority() {
         &format!("fp={FP_A}"),
         "reason=INC-1",
         "serial=1",
-        "trail_seq=1",
+        "trail_seq=2",
         "trail_hash=",
         "expires_at=",
         "by=",
@@ -717,7 +782,7 @@ fn admin_lines_go_to_syslog_at_the_right_priority() {
         assert!(lines[0].contains(field), "{field}: {}", lines[0]);
     }
     // The head hash logged is the trail's.
-    let t = a.trail();
+    let t = a.changes();
     assert!(lines[0].contains(t[0]["hash"].as_str().unwrap()));
     // Break-glass, freeze and thaw: alert (1).
     grant(&["--break-glass"]);
@@ -763,7 +828,7 @@ fn admin_lines_go_to_syslog_at_the_right_priority() {
 
 #[test]
 fn list_shows_what_is_valid_and_why_not() {
-    let a = Admin::new("adm-list");
+    let a = Admin::bare("adm-list");
     // Start from a hand-written policy with expired and future grants.
     let mut expired = key_grant("g-old", "deploy", KEY_B);
     expired.as_object_mut().unwrap().remove("not_before");
@@ -862,7 +927,7 @@ fn list_shows_what_is_valid_and_why_not() {
 
 #[test]
 fn prune_removes_what_can_no_longer_matter() {
-    let a = Admin::new("adm-prune");
+    let a = Admin::bare("adm-prune");
     let mut old = key_grant("g-old", "deploy", KEY_A);
     old["not_before"] = json!(rfc3339_in(-30 * 86_400));
     old["expires_at"] = json!(rfc3339_in(-20 * 86_400));
@@ -906,7 +971,7 @@ fn prune_removes_what_can_no_longer_matter() {
 
 #[test]
 fn report_rebuilds_who_had_access_from_the_trail() {
-    let a = Admin::new("adm-report");
+    let a = Admin::bare("adm-report");
     a.dir
         .policy(&doc(vec![key_grant("g-hand", "web", KEY_B)], vec![]));
     let g1 = a.grant(

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Admin, ids, is_grant_id, verify_problems};
 use crate::support::*;
@@ -51,7 +51,7 @@ fn forty_concurrent_grants_are_all_kept() {
         .collect();
     assert_eq!(users.len(), 40);
     assert_eq!(doc["serial"], 40);
-    let t = a.trail();
+    let t = a.changes();
     assert_eq!(t.len(), 40);
     let serials: Vec<u64> = t.iter().map(|r| r["serial"].as_u64().unwrap()).collect();
     assert_eq!(serials, (1..=40).collect::<Vec<_>>());
@@ -129,7 +129,7 @@ fn seed(a: &Admin, n: usize) {
 
 #[test]
 fn kill_9_at_random_moments_leaves_the_policy_old_or_new() {
-    let a = Admin::new("crash-random");
+    let a = Admin::bare("crash-random");
     seed(&a, 2000);
     let key = a.key("a.pub");
     let args = [
@@ -190,14 +190,25 @@ const FILE_SYSCALLS: &[&str] = &[
 /// false when it finished first (there is no `n`th call).
 fn grant_killed_at(a: &Admin, policy: &Path, syscall: &str, n: u32) -> bool {
     let key = a.key("a.pub");
+    killed_at(
+        a,
+        policy,
+        &[
+            "grant", "--user", "deploy", "--key", &key, "--for", "1h", "--reason", "crash",
+        ],
+        syscall,
+        n,
+    )
+}
+
+/// Runs sshjit `args` under strace, killed as [`grant_killed_at`] says.
+fn killed_at(a: &Admin, policy: &Path, args: &[&str], syscall: &str, n: u32) -> bool {
     let mut c = Command::new("strace");
     c.args(["-f", "-qq", "-o", "/dev/null", "-e"])
         .arg(format!("inject=?{syscall}:signal=SIGKILL:when={n}"))
         .arg("--")
         .arg(bin())
-        .args([
-            "grant", "--user", "deploy", "--key", &key, "--for", "1h", "--reason", "crash",
-        ])
+        .args(args)
         .args(Globals::new(policy, &a.config).flags())
         .env_clear()
         .current_dir("/")
@@ -221,9 +232,9 @@ fn kill_9_at_every_file_syscall_of_an_edit() {
         probe.is_ok_and(|o| o.status.success()),
         "this test needs strace (Debian package strace); `bash .ci/run` installs it"
     );
-    // Three starting points: no policy yet, a policy without a trail
-    // (adopted first), and a policy with a trail.
-    for scenario in ["fresh", "untracked", "tracked"] {
+    // Three starting points: a policy just made by init, a policy without
+    // a trail (adopted first), and a policy with a trail.
+    for scenario in ["initialized", "untracked", "tracked"] {
         let a = Admin::new(&format!("crash-strace-{scenario}"));
         let mut kills = 0;
         let mut case = 0;
@@ -244,9 +255,12 @@ fn kill_9_at_every_file_syscall_of_an_edit() {
                 fs::copy(a.dir.join("b.pub"), sub.dir.join("b.pub")).unwrap();
                 let mut completed = BTreeSet::new();
                 match scenario {
-                    "fresh" => {}
+                    "initialized" => {
+                        sub.ok(&["init"]);
+                    }
                     "untracked" => seed(&sub, 3),
                     _ => {
+                        sub.ok(&["init"]);
                         completed.insert(sub.grant("deploy", "b.pub", &[]));
                     }
                 }
@@ -275,52 +289,76 @@ fn kill_9_at_every_file_syscall_of_an_edit() {
 }
 
 #[test]
-fn a_killed_first_grant_leaves_nothing_in_force() {
-    // The very first edit creates the directory, the lock, the trail (by
-    // its own rename) and the policy (by the second rename).
+fn a_killed_init_leaves_nothing_in_force_and_init_again_finishes() {
+    // init creates the directory's lock, the trail (by its own rename) and
+    // the policy (by the second rename).
     let probe = Command::new("strace").arg("-V").output();
     assert!(probe.is_ok_and(|o| o.status.success()), "needs strace");
     for n in [1, 2] {
-        let a = Admin::new(&format!("crash-first-{n}"));
-        let policy = a.dir.join("new/policy.json");
-        let sub = Admin {
-            dir: TestDir {
-                path: a.dir.join("new"),
-            },
-            policy: policy.clone(),
-            config: a.config.clone(),
-        };
-        fs::create_dir(&sub.dir.path).unwrap();
-        fs::set_permissions(
-            &sub.dir.path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        fs::copy(a.dir.join("a.pub"), sub.dir.join("a.pub")).unwrap();
-        fs::copy(a.dir.join("b.pub"), sub.dir.join("b.pub")).unwrap();
-        assert!(grant_killed_at(&sub, &policy, "rename", n));
-        assert!(!policy.exists(), "the policy's rename never happened");
-        let problems = verify_problems(&policy);
+        let a = Admin::bare(&format!("crash-init-{n}"));
+        assert!(killed_at(&a, &a.policy, &["init"], "rename", n));
+        assert!(!a.policy.exists(), "the policy's rename never happened");
+        let r = a.run(&[
+            "grant",
+            "--user",
+            "u",
+            "--key",
+            &a.key("a.pub"),
+            "--for",
+            "1h",
+            "--reason",
+            "r",
+        ]);
+        assert_eq!(r.code, Some(1), "no policy, so no edit: {r:?}");
         if n == 1 {
             // Killed before the trail was renamed into place: nothing at all.
-            assert!(!sub.trail_path().exists());
-            assert!(problems[0].contains("there is no trail"), "{problems:?}");
+            assert!(!a.trail_path().exists());
         } else {
-            // The trail has the record; the temp policy proves it never applied.
-            let t = sub.trail();
+            // The trail has init's record; the policy it describes is not there.
+            let t = a.trail();
             assert_eq!(t.len(), 1);
-            assert_eq!(t[0]["action"], "grant");
-            assert!(
-                problems[0].contains("record 1) was interrupted"),
-                "{problems:?}"
-            );
+            assert_eq!(t[0]["action"], "adopt");
         }
-        check_after_kill(&sub, &BTreeSet::new(), &format!("first grant, rename #{n}"));
-        let t = sub.trail();
+        // init again finishes what was begun, and the trail agrees.
+        let r = a.ok(&["init"]);
         if n == 2 {
-            assert_eq!(t[1]["voids"], json!(1));
-        } else {
-            assert_eq!(t.len(), 1);
+            assert!(r.stderr.contains("finished an init"), "{r:?}");
+        }
+        assert_eq!(a.trail().len(), 1);
+        assert_eq!(verify_problems(&a.policy), Vec::<String>::new());
+        check_after_kill(&a, &BTreeSet::new(), &format!("init, rename #{n}"));
+    }
+    // Killed at any other file system call: init again mends it too.
+    let a = Admin::bare("crash-init-every");
+    let mut case = 0;
+    for syscall in FILE_SYSCALLS {
+        for n in 1.. {
+            case += 1;
+            let dir = a.dir.join(&format!("case-{case}"));
+            fs::create_dir(&dir).unwrap();
+            fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let sub = Admin {
+                dir: TestDir { path: dir.clone() },
+                policy: dir.join("policy.json"),
+                config: a.config.clone(),
+            };
+            fs::copy(a.dir.join("b.pub"), sub.dir.join("b.pub")).unwrap();
+            let killed = killed_at(&sub, &sub.policy, &["init"], syscall, n);
+            let context = format!("init killed at {syscall} #{n}");
+            if killed {
+                sub.ok(&["init"]);
+                check_after_kill(&sub, &BTreeSet::new(), &context);
+            } else {
+                assert_eq!(
+                    verify_problems(&sub.policy),
+                    Vec::<String>::new(),
+                    "{context}"
+                );
+            }
+            drop(sub);
+            if !killed {
+                break;
+            }
         }
     }
 }

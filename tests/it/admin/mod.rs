@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// A policy directory with a config whose syslog lines go to stderr.
+/// A policy directory with a config whose syslog lines go to stderr, and
+/// (unless made `bare`) a policy created the deliberate way, `sshjit init`.
 pub struct Admin {
     pub dir: TestDir,
     pub policy: PathBuf,
@@ -31,6 +32,17 @@ impl Admin {
 
     /// `extra`: more config lines (TOML).
     pub fn with_config(name: &str, extra: &str) -> Self {
+        let a = Admin::bare_with_config(name, extra);
+        a.ok(&["init"]);
+        a
+    }
+
+    /// Without a policy: for tests that write one by hand, or test `init`.
+    pub fn bare(name: &str) -> Self {
+        Admin::bare_with_config(name, "")
+    }
+
+    pub fn bare_with_config(name: &str, extra: &str) -> Self {
         let dir = TestDir::new(name);
         let config = dir.config(extra);
         let policy = dir.join("policy.json");
@@ -97,6 +109,19 @@ impl Admin {
 
     pub fn grant_ids(&self) -> Vec<String> {
         ids(&self.doc())
+    }
+
+    /// The trail's records after the first, which `init` wrote (an
+    /// `adopt` of the empty policy, checked here): the changes made since.
+    #[track_caller]
+    pub fn changes(&self) -> Vec<Value> {
+        let mut t = self.trail();
+        assert!(!t.is_empty(), "no trail");
+        assert_eq!(t[0]["action"], "adopt", "init's record first: {t:?}");
+        assert_eq!(t[0]["grants"], serde_json::json!([]), "{t:?}");
+        assert_eq!(t[0]["serial"], 0, "{t:?}");
+        t.remove(0);
+        t
     }
 
     /// The trail's records.

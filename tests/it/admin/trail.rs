@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::Admin;
 use crate::support::*;
 
-/// A trail of five records: grant, grant, revoke, freeze, thaw.
+/// A trail of six records: init's adopt of the empty policy, then grant,
+/// grant, revoke, freeze, thaw.
 fn five(name: &str) -> (Admin, Vec<String>) {
     let a = Admin::new(name);
     let g1 = a.grant("deploy", "a.pub", &[]);
@@ -19,7 +20,7 @@ fn five(name: &str) -> (Admin, Vec<String>) {
     a.ok(&["revoke", "--grant", &g1, "--reason", "done"]);
     a.ok(&["freeze", "--reason", "INC-3"]);
     a.ok(&["thaw", "--reason", "INC-3 over"]);
-    assert_eq!(a.trail().len(), 5);
+    assert_eq!(a.changes().len(), 5);
     (a, vec![g1, g2])
 }
 
@@ -59,20 +60,20 @@ fn verify_passes_on_what_the_commands_wrote() {
         "--anchor",
         t[1]["hash"].as_str().unwrap(),
     ]);
-    assert!(r.stdout.contains("5 records from "), "{r:?}");
+    assert!(r.stdout.contains("6 records from "), "{r:?}");
     assert!(r.stdout.contains("every hash and link intact"), "{r:?}");
-    assert!(r.stdout.contains("the head (record 5, thaw by "), "{r:?}");
+    assert!(r.stdout.contains("the head (record 6, thaw by "), "{r:?}");
     assert!(
         r.stdout.contains(&format!(
             "serial 5, sha256 {}",
-            t[4]["policy_sha256"].as_str().unwrap()
+            t[5]["policy_sha256"].as_str().unwrap()
         )),
         "{r:?}"
     );
-    assert!(r.stdout.contains(t[4]["hash"].as_str().unwrap()), "{r:?}");
+    assert!(r.stdout.contains(t[5]["hash"].as_str().unwrap()), "{r:?}");
     // The chain, record by record.
     assert_eq!(t[0]["prev"], "0".repeat(64));
-    for i in 1..5 {
+    for i in 1..6 {
         assert_eq!(t[i]["prev"], t[i - 1]["hash"]);
         assert_eq!(t[i]["seq"], i + 1);
     }
@@ -87,52 +88,52 @@ fn verify_passes_on_what_the_commands_wrote() {
 fn an_edited_middle_record_is_detected() {
     let (a, _) = five("trail-edit");
     let mut l = lines(&a);
-    assert!(l[1].contains("INC-2 web"));
-    l[1] = l[1].replace("INC-2 web", "INC-2 db");
+    assert!(l[2].contains("INC-2 web"));
+    l[2] = l[2].replace("INC-2 web", "INC-2 db");
     write_lines(&a, &l);
     verify_fails(
         &a,
         &[
-            ":2: record on line 2: its contents do not match its hash: it was altered",
-            "1 good records",
+            ":3: record on line 3: its contents do not match its hash: it was altered",
+            "2 good records",
         ],
     );
     // Editing the hash too does not help: the next record names the old one.
     let (a, _) = five("trail-edit-rehash");
     let mut l = lines(&a);
-    let mut record = sshjit::store::trail::decode(l[1].as_bytes())
+    let mut record = sshjit::store::trail::decode(l[2].as_bytes())
         .unwrap()
         .into_owned();
     let sshjit::store::trail::Action::Grant { grant, .. } = &mut record.action else {
-        panic!("record 2 is a grant");
+        panic!("record 3 is a grant");
     };
     grant.reason = sshjit_policy::Reason::new("INC-2 db").unwrap();
     let (line, _) = sshjit::store::trail::encode(&record).unwrap();
-    l[1] = String::from_utf8(line).unwrap().trim_end().to_owned();
+    l[2] = String::from_utf8(line).unwrap().trim_end().to_owned();
     write_lines(&a, &l);
-    verify_fails(&a, &[":3: record 3 does not follow the record before it"]);
+    verify_fails(&a, &[":4: record 4 does not follow the record before it"]);
 }
 
 #[test]
 fn a_deleted_record_is_detected() {
     let (a, _) = five("trail-delete");
     let mut l = lines(&a);
-    l.remove(2);
+    l.remove(3);
     write_lines(&a, &l);
     verify_fails(
         &a,
-        &[":3: record 3 is missing before record 4: records were removed"],
+        &[":4: record 4 is missing before record 5: records were removed"],
     );
     // Two in a row.
     let (a, _) = five("trail-delete-2");
     let mut l = lines(&a);
-    l.drain(1..3);
+    l.drain(2..4);
     write_lines(&a, &l);
-    verify_fails(&a, &["records 2 to 3 are missing"]);
+    verify_fails(&a, &["records 3 to 4 are missing"]);
     // Swapped.
     let (a, _) = five("trail-swap");
     let mut l = lines(&a);
-    l.swap(1, 2);
+    l.swap(2, 3);
     write_lines(&a, &l);
     verify_fails(&a, &["records were removed"]);
 }
@@ -147,7 +148,7 @@ fn a_truncated_tail_is_detected_and_blocks_edits_until_repaired() {
         &a,
         &[
             "the trail's head does not match the policy",
-            "the last trail record (4 freeze at ",
+            "the last trail record (5 freeze at ",
             "the policy file is serial 5",
             "records were removed from the end of the trail, or the policy was changed outside sshjit",
         ],
@@ -182,14 +183,14 @@ fn a_truncated_tail_is_detected_and_blocks_edits_until_repaired() {
         "sec",
     ]);
     assert!(
-        r.stdout.contains("recorded the policy as it is (record 5)"),
+        r.stdout.contains("recorded the policy as it is (record 6)"),
         "{r:?}"
     );
     let t = a.trail();
-    assert_eq!(t.len(), 5);
-    assert_eq!(t[4]["action"], "adopt");
-    assert_eq!(t[4]["actor"], "sec");
-    let reason = t[4]["reason"].as_str().unwrap();
+    assert_eq!(t.len(), 6);
+    assert_eq!(t[5]["action"], "adopt");
+    assert_eq!(t[5]["actor"], "sec");
+    let reason = t[5]["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("INC-4: trail restored from backup")
             && reason.contains("found: the last trail record"),
@@ -247,7 +248,7 @@ fn an_incomplete_last_record_is_discarded_by_the_next_edit() {
     let (a, _) = five("trail-torn");
     let full = fs::read(a.trail_path()).unwrap();
     // What a crash in the middle of an append leaves: half a line.
-    let extra = br#"{"seq":6,"time":"2026-11-21T10:00:00Z","actor":"bob","os_user":"ro"#;
+    let extra = br#"{"seq":7,"time":"2026-11-21T10:00:00Z","actor":"bob","os_user":"ro"#;
     let mut torn = full.clone();
     torn.extend_from_slice(extra);
     fs::write(a.trail_path(), &torn).unwrap();
@@ -279,20 +280,20 @@ fn an_incomplete_last_record_is_discarded_by_the_next_edit() {
         "{r:?}"
     );
     let t = a.trail();
-    assert_eq!(t.len(), 7);
-    assert_eq!(t[5]["action"], "repair");
-    assert_eq!(t[5]["discarded_bytes"], n);
+    assert_eq!(t.len(), 8);
+    assert_eq!(t[6]["action"], "repair");
+    assert_eq!(t[6]["discarded_bytes"], n);
     assert_eq!(
-        t[5]["discarded_sha256"],
+        t[6]["discarded_sha256"],
         json!(sshjit::store::trail::sha256_hex(extra))
     );
-    assert_eq!(t[6]["action"], "grant");
+    assert_eq!(t[7]["action"], "grant");
     let after = fs::read(a.trail_path()).unwrap();
     assert!(after.starts_with(&full), "the good records are untouched");
     a.ok(&["audit", "verify"]);
     // The same by `audit repair`.
     let mut torn = after.clone();
-    torn.extend_from_slice(b"{\"seq\":8");
+    torn.extend_from_slice(b"{\"seq\":9");
     fs::write(a.trail_path(), &torn).unwrap();
     let r = a.ok(&["audit", "repair", "--reason", "after a power cut"]);
     assert!(
@@ -315,21 +316,21 @@ fn an_interrupted_change_is_voided_and_a_rollback_is_not() {
     write_file(&a.dir.join("policy.json.tmp"), &new, 0o644);
     verify_fails(
         &a,
-        &["the last change (record 6) was interrupted before it took effect"],
+        &["the last change (record 7) was interrupted before it took effect"],
     );
     let r = a.run(&["revoke", "--user", "web", "--reason", "r"]);
     r.assert_ok();
     assert!(
         r.stderr
-            .contains("record 6 was appended by an edit that stopped before replacing the policy"),
+            .contains("record 7 was appended by an edit that stopped before replacing the policy"),
         "{r:?}"
     );
     let t = a.trail();
-    assert_eq!(t[6]["action"], "repair");
-    assert_eq!(t[6]["voids"], 6);
-    assert_eq!(t[7]["action"], "revoke");
+    assert_eq!(t[7]["action"], "repair");
+    assert_eq!(t[7]["voids"], 7);
+    assert_eq!(t[8]["action"], "revoke");
     assert_eq!(
-        t[7]["serial"], 6,
+        t[8]["serial"], 6,
         "the voided change's serial is used again"
     );
     a.ok(&["audit", "verify"]);
@@ -393,7 +394,7 @@ fn repair_never_rewrites_a_broken_history() {
 fn report_warns_and_fails_on_a_trail_that_does_not_verify() {
     let (a, ids) = five("trail-report");
     let mut l = lines(&a);
-    l[3] = l[3].replace("INC-3", "INC-X");
+    l[4] = l[4].replace("INC-3", "INC-X");
     write_lines(&a, &l);
     let r = a.run(&["report"]);
     assert_eq!(r.code, Some(1), "{r:?}");
@@ -454,7 +455,7 @@ fn replaying_the_trail_from_its_start_gives_each_record_its_document() {
         );
         seen += 1;
     }
-    assert_eq!(seen, 10);
+    assert_eq!(seen, 11);
     assert_eq!(policy.to_document().unwrap(), fs::read(&a.policy).unwrap());
     assert!(policy.grant(&ids[0]).is_some() && policy.grant(&g3).is_some());
     // A record that does not fit the document before it is refused.

@@ -312,3 +312,33 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Runs the binary (as sshd would: [`sshjit`]'s environment) with a
+/// private view of `/etc`: an overlay in a mount namespace of its own, in
+/// which `setup` (shell commands) runs first, e.g. to put something at
+/// `/etc/sshjit/sshjit.toml`. The host's `/etc` is never touched, so tests
+/// running at the same time see none of it. Needs root.
+pub fn run_with_private_etc(dir: &TestDir, setup: &str, args: &[&str]) -> Run {
+    assert_eq!(sshjit::system::euid(), 0, "a private /etc needs root");
+    let (upper, work) = (dir.join("etc-upper"), dir.join("etc-work"));
+    for d in [&upper, &work] {
+        let _ = fs::remove_dir_all(d);
+        fs::create_dir_all(d).unwrap();
+    }
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && {setup} && exec \"$@\"",
+        upper.display(),
+        work.display()
+    );
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(script)
+        .arg("sh")
+        .arg(bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .current_dir("/")
+        .stdin(Stdio::null());
+    run_cmd(c)
+}

@@ -17,6 +17,8 @@ use crate::time::{Civil, civil_to_unix};
 /// The namespace every policy signature must carry.
 pub const NAMESPACE: &str = "sshjit-policy";
 /// Largest allowed_signers file read.
+/// Largest signature accepted (an armored `ssh-keygen -Y sign` output).
+pub const MAX_SIGNATURE_BYTES: usize = 16 << 10;
 pub const MAX_ALLOWED_SIGNERS_BYTES: usize = 1 << 20;
 /// The authenticator's "user present" flag in a FIDO (sk-*) signature.
 const SK_USER_PRESENT: u8 = 0x01;
@@ -167,6 +169,28 @@ impl AllowedSigners {
         armored: &[u8],
         now: i64,
     ) -> Result<Signer, SignatureError> {
+        let (sig, signer) = self.admit(armored, now)?;
+        PublicKey::from(sig.public_key().clone())
+            .verify(NAMESPACE, document, &sig)
+            .map_err(|_| {
+                SignatureError::Mismatch(format!(
+                    "does not match the document (signed by {}): the document or its signature was changed after signing",
+                    signer.fingerprint
+                ))
+            })?;
+        Ok(signer)
+    }
+
+    /// Everything [`AllowedSigners::verify`] checks but the signature over
+    /// the document: the namespace, that its key is listed, allowed now
+    /// and (for security keys) that the user was present. For a signature
+    /// whose check over the document was already made, on exactly these
+    /// bytes (by root, when it built the policy's index).
+    pub fn vouch(&self, armored: &[u8], now: i64) -> Result<Signer, SignatureError> {
+        self.admit(armored, now).map(|(_, signer)| signer)
+    }
+
+    fn admit(&self, armored: &[u8], now: i64) -> Result<(SshSig, Signer), SignatureError> {
         let sig = SshSig::from_pem(armored.trim_ascii()).map_err(|e| {
             SignatureError::Malformed(format!("not an ssh-keygen -Y sign signature ({e})"))
         })?;
@@ -210,17 +234,11 @@ impl AllowedSigners {
                 )));
             }
         }
-        PublicKey::from(key.clone())
-            .verify(NAMESPACE, document, &sig)
-            .map_err(|_| {
-                SignatureError::Mismatch(format!(
-                    "does not match the document (signed by {fingerprint}): the document or its signature was changed after signing"
-                ))
-            })?;
-        Ok(Signer {
+        let signer = Signer {
             principals: entry.principals.clone(),
             fingerprint,
-        })
+        };
+        Ok((sig, signer))
     }
 
     pub fn origin(&self) -> &str {
