@@ -361,7 +361,7 @@ impl Syncer {
         };
         write(&signature_path(&self.file.policy), signature)?;
         write(&self.file.policy, body)?;
-        if let Err(e) = index::write_for(&self.file.policy) {
+        if let Err(e) = index::write_for(&self.file.policy, Some(&self.signers)) {
             // Only speed is lost: the helper reads the whole copy.
             self.log(
                 Severity::Warning,
