@@ -135,6 +135,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         allowed_signers: Option<PathBuf>,
     },
+    /// Write the revocations OpenSSH can enforce (keys, certificate key IDs and serials) as a KRL for sshd's RevokedKeys
+    Krl(commands::krl::KrlArgs),
     /// Verify a policy's signature and serial as the helper would
     Verify {
         /// A policy file or an https:// URL [default: the configured sources]
@@ -257,6 +259,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Prune(args) => finish(commands::prune::run(&globals, &args)),
         Command::Report(args) => finish(commands::report::run(&globals, &args)),
         Command::Audit { command } => finish(commands::audit::run(&globals, &command)),
+        Command::Krl(args) => finish(commands::krl::run(&globals, &args)),
     }
 }
 

@@ -11,6 +11,8 @@
 //!   `prune` and `audit` (`verify` reads the trail, `repair` records the
 //!   policy as it is), which all write through `crate::store::edit` and
 //!   share `editing::run_edit` and its one syslog line;
+//! - host integration: `krl` (the revocations OpenSSH can enforce, as a
+//!   KRL for `RevokedKeys`);
 //! - what they share: `context` (config, policy file, clock, who acts),
 //!   `failure` (the one error type), `output` (what a command prints),
 //!   `keyfile` (`--key FILE`).
@@ -31,6 +33,7 @@ pub mod freeze;
 pub mod grant;
 pub mod index;
 pub mod keyfile;
+pub mod krl;
 pub mod list;
 pub mod logins;
 pub mod output;
