@@ -137,6 +137,8 @@ enum Command {
     },
     /// Write the revocations OpenSSH can enforce (keys, certificate key IDs and serials) as a KRL for sshd's RevokedKeys
     Krl(commands::krl::KrlArgs),
+    /// End live sshd sessions whose key, certificate or grant was revoked (or, by rule, has expired)
+    Reap(commands::reap::ReapArgs),
     /// Verify a policy's signature and serial as the helper would
     Verify {
         /// A policy file or an https:// URL [default: the configured sources]
@@ -260,6 +262,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Report(args) => finish(commands::report::run(&globals, &args)),
         Command::Audit { command } => finish(commands::audit::run(&globals, &command)),
         Command::Krl(args) => finish(commands::krl::run(&globals, &args)),
+        Command::Reap(args) => finish(commands::reap::run(&globals, &args)),
     }
 }
 

@@ -12,7 +12,8 @@
 //!   policy as it is), which all write through `crate::store::edit` and
 //!   share `editing::run_edit` and its one syslog line;
 //! - host integration: `krl` (the revocations OpenSSH can enforce, as a
-//!   KRL for `RevokedKeys`);
+//!   KRL for `RevokedKeys`) and `reap` (ends live sessions the policy no
+//!   longer lets in);
 //! - what they share: `context` (config, policy file, clock, who acts),
 //!   `failure` (the one error type), `output` (what a command prints),
 //!   `keyfile` (`--key FILE`).
@@ -38,6 +39,7 @@ pub mod list;
 pub mod logins;
 pub mod output;
 pub mod prune;
+pub mod reap;
 pub mod report;
 pub mod revoke;
 pub mod sign;
