@@ -20,7 +20,7 @@ use sshjit::{Globals, commands, config, exit, term};
     about = "Just-in-time, time-bound, revocable SSH access for stock OpenSSH",
     propagate_version = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     globals: GlobalArgs,
     #[command(subcommand)]
