@@ -132,7 +132,7 @@ fn sha256_bytes(fp: &str) -> [u8; 32] {
 }
 
 pub fn run(globals: &Globals, args: &KrlArgs) -> Result<Output, Failure> {
-    if !args.output.is_absolute() && args.output.parent().is_none() {
+    if args.output.as_os_str().is_empty() || args.output.file_name().is_none() {
         return Err(Failure::usage("--output: give a file name"));
     }
     let setup = Setup::read(globals).map_err(|e| Failure::refused(e.to_string()))?;
