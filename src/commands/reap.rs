@@ -533,6 +533,14 @@ enum Fate {
 }
 
 pub fn run(globals: &Globals, args: &ReapArgs) -> Result<Output, Failure> {
+    // Other accounts' records and environments are unreadable, and their
+    // sessions could not be signalled: without root it would see nothing
+    // and say all is well.
+    if system::euid() != 0 {
+        return Err(Failure::usage(
+            "reap runs as root: it reads every sshd session's record and ends sessions of any account",
+        ));
+    }
     let rules = Rules::load(args.rules.as_deref())?;
     let setup = Setup::read(globals).map_err(|e| Failure::refused(e.to_string()))?;
     let syslog = Syslog::new(&setup.config.syslog_socket);
