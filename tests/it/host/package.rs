@@ -1,10 +1,11 @@
 //! The Debian packages from `scripts/package` (scripts/test builds them
 //! first), installed on this machine with `dpkg -i`, checked, removed and
 //! purged: files, owners and modes; the helper's account and private
-//! directories; `sshd -t` with the drop-in; units present but none enabled
-//! or running; after `dpkg -r` nothing of ours runs, after `dpkg -P` no
-//! state is left. The test puts the machine back as it found it (accounts
-//! included) and refuses to run where sshjit is installed already.
+//! directories; `sshd -t` with the drop-in, and no reload over another
+//! AuthorizedKeysCommand; units present but none enabled or running; after
+//! `dpkg -r` nothing of ours runs, after `dpkg -P` no state is left. The
+//! test puts the machine back as it found it (accounts included) and
+//! refuses to run where sshjit is installed already.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,6 +15,7 @@ use std::process::Command;
 use crate::support::sshd::{self, must};
 
 const HELPER: &str = "/usr/libexec/sshjit/sshjit";
+const OTHER_COMMAND: &str = "/etc/ssh/sshd_config.d/00-sshjit-test-other.conf";
 const UNITS: &[&str] = &[
     "sshjit-sync.service",
     "sshjit-index.path",
@@ -132,6 +134,7 @@ struct Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
+        let _ = fs::remove_file(OTHER_COMMAND);
         for pkg in ["sshjit", "sshjit-server"] {
             let _ = Command::new("dpkg").args(["-P", pkg]).output();
         }
@@ -264,6 +267,21 @@ fn the_packages_install_with_dpkg_check_out_and_leave_nothing_running_or_enabled
     assert!(
         effective.contains("authorizedprincipalscommanduser sshjit"),
         "{effective}"
+    );
+
+    // Another AuthorizedKeysCommand configured: postinst leaves sshd alone
+    // and says why (sshd would take the first one it reads).
+    fs::write(OTHER_COMMAND, "AuthorizedKeysCommand /bin/true\n").unwrap();
+    let again = Command::new("/var/lib/dpkg/info/sshjit.postinst")
+        .arg("configure")
+        .output()
+        .unwrap();
+    let _ = fs::remove_file(OTHER_COMMAND);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("not reloading sshd") && said.contains(OTHER_COMMAND),
+        "{said}"
     );
 
     // The installed helper runs as its account, as sshd would run it.
