@@ -20,7 +20,7 @@ use sshjit::{Globals, commands, config, exit, term};
     about = "Just-in-time, time-bound, revocable SSH access for stock OpenSSH",
     propagate_version = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     globals: GlobalArgs,
     #[command(subcommand)]
@@ -159,6 +159,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         allowed_signers: Option<PathBuf>,
     },
+    /// Write the revocations OpenSSH can enforce (keys, certificate key IDs and serials) as a KRL for sshd's RevokedKeys
+    Krl(commands::krl::KrlArgs),
+    /// End live sshd sessions whose key, certificate or grant was revoked (or, by rule, has expired)
+    Reap(commands::reap::ReapArgs),
     /// Verify a policy's signature and serial as the helper would
     Verify {
         /// A policy file or an https:// URL [default: the configured sources]
@@ -299,6 +303,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Login(args) => finish(commands::session::run_login(&globals, &args)),
         Command::Logout => finish(commands::session::run_logout(&globals)),
         Command::Whoami => finish(commands::session::run_whoami(&globals)),
+        Command::Krl(args) => finish(commands::krl::run(&globals, &args)),
+        Command::Reap(args) => finish(commands::reap::run(&globals, &args)),
     }
 }
 

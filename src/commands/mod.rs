@@ -12,6 +12,9 @@
 //!   `prune` and `audit` (`verify` reads the trail, `repair` records the
 //!   policy as it is), which all write through `crate::store::edit` and
 //!   share `editing::run_edit` and its one syslog line;
+//! - host integration: `krl` (the revocations OpenSSH can enforce, as a
+//!   KRL for `RevokedKeys`) and `reap` (ends live sessions the policy no
+//!   longer lets in);
 //! - what they share: `context` (config, policy file, clock, who acts),
 //!   `failure` (the one error type), `output` (what a command prints),
 //!   `keyfile` (`--key FILE`).
@@ -34,10 +37,12 @@ pub mod grant;
 pub mod index;
 pub mod init;
 pub mod keyfile;
+pub mod krl;
 pub mod list;
 pub mod logins;
 pub mod output;
 pub mod prune;
+pub mod reap;
 pub mod remote;
 pub mod report;
 pub mod revoke;

@@ -138,7 +138,12 @@ impl Record {
     /// reached; `latency` last when known.
     pub fn line(&self, latency: Option<Duration>) -> Line {
         let mut line = Line::new();
+        // The parent is sshd's process for this connection, the pid in
+        // sshd's own lines about it (which carry the client's address):
+        // right after `mode`, before any value a client chose, so a filter
+        // such as Fail2Ban's can tie the two together safely.
         line.field("mode", self.mode)
+            .field("ppid", &std::os::unix::process::parent_id().to_string())
             .field("user", &self.user)
             .field_opt("fp", self.fingerprint.as_deref())
             .field_opt("key_id", self.key_id.as_deref())

@@ -1,8 +1,11 @@
 //! Calls into libc that std does not offer: the effective uid, the host
 //! name, local-time conversion (as sshd does it, and as syslog timestamps
-//! are written), and a terminal prompt that does not echo. This is the only module allowed to use
+//! are written), a terminal prompt that does not echo, and the process
+//! table with pidfd signals (`process`). This is the only module allowed to use
 //! `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)]
+
+pub mod process;
 
 use std::ffi::CStr;
 use std::io;

@@ -2,13 +2,16 @@
 //! `sshjit` binary (`cli`, `https`), the admin commands at both levels
 //! (`admin`), property tests (`props`), end-to-end tests through a real
 //! sshd (`e2e`), a login storm (`storm`), the regression tests of the
-//! hostile review (`review`), and the check that the index fuzz
-//! target's seeds are the builder's output (`fuzz_seeds`).
+//! hostile review (`review`), the check that the index fuzz target's seeds
+//! are the builder's output (`fuzz_seeds`), sshjit-server as a process
+//! (`server`), and host integration (`host`: KRL, reap, Fail2Ban, the
+//! Debian packages).
 
 mod admin;
 mod cli;
 mod e2e;
 mod fuzz_seeds;
+mod host;
 mod https;
 mod layering;
 mod props;

@@ -215,17 +215,21 @@ impl TestCa {
     }
 }
 
-/// A real rsyslogd listening on a private socket and writing one file.
+/// A real rsyslogd listening on a private socket and writing one file,
+/// plus the same lines in the traditional auth.log format (`auth_log`:
+/// date, host, tag) for tools that read real logs.
 pub struct Syslogd {
     child: Child,
     pub socket: PathBuf,
     pub file: PathBuf,
+    pub auth_log: PathBuf,
 }
 
 impl Syslogd {
     pub fn start(dir: &Path) -> Self {
         let socket = dir.join("log.sock");
         let file = dir.join("syslog.log");
+        let auth_log = dir.join("auth.log");
         let conf = dir.join("rsyslog.conf");
         fs::write(
             &conf,
@@ -235,10 +239,12 @@ module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="{socket}" CreatePath="on")
 template(name="line" type="string" string="%syslogfacility-text%.%syslogseverity-text% %syslogtag%%msg%\n")
 *.* action(type="omfile" file="{file}" template="line")
+*.* action(type="omfile" file="{auth_log}" template="RSYSLOG_TraditionalFileFormat")
 "#,
                 dir = dir.display(),
                 socket = socket.display(),
-                file = file.display()
+                file = file.display(),
+                auth_log = auth_log.display()
             ),
         )
         .unwrap();
@@ -263,6 +269,7 @@ template(name="line" type="string" string="%syslogfacility-text%.%syslogseverity
             child,
             socket,
             file,
+            auth_log,
         }
     }
 
@@ -315,6 +322,10 @@ pub struct Options {
     pub static_keys_file: Option<PathBuf>,
     /// The helper's `source` (default: the policy file written here).
     pub source: Option<String>,
+    /// sshd logs to the test's rsyslogd (its own lines, with their pids,
+    /// beside the helper's): it runs in a private mount namespace whose
+    /// /dev/log is that rsyslogd's socket.
+    pub sshd_syslog: bool,
 }
 
 /// A running sshd with its own policy file, config, CA and syslog daemon.
@@ -405,12 +416,27 @@ impl Sshd {
                     extra = opts.sshd_config,
                 ),
             );
-            let mut cmd = Command::new(SSHD);
-            cmd.arg("-D")
-                .arg("-f")
-                .arg(&sshd_config)
-                .arg("-E")
-                .arg(&log);
+            let mut cmd = if opts.sshd_syslog {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    DEV_LOG_NAMESPACE,
+                ])
+                .arg("sshd-with-dev-log")
+                .arg(dir.join("host-dev"))
+                .arg(&syslog.socket)
+                .args([SSHD, "-D", "-f"])
+                .arg(&sshd_config);
+                c
+            } else {
+                let mut c = Command::new(SSHD);
+                c.arg("-D").arg("-f").arg(&sshd_config).arg("-E").arg(&log);
+                c
+            };
             cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
             for (k, v) in &opts.env {
                 cmd.env(k, v);
@@ -560,6 +586,22 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `$3...` (sshd) with /dev/log bound to the socket `$2`, in the
+/// mount namespace `unshare` made: /dev becomes a tmpfs holding bind
+/// mounts of the devices sshd needs (the host's /dev stays reachable at
+/// `$1`), so nothing changes outside.
+const DEV_LOG_NAMESPACE: &str = r#"set -e
+host_dev="$1"; sock="$2"; shift 2
+mkdir -p "$host_dev"
+mount --rbind /dev "$host_dev"
+mount -t tmpfs -o mode=755 tmpfs /dev
+for n in null zero full random urandom tty ptmx; do
+  touch "/dev/$n"; mount --bind "$host_dev/$n" "/dev/$n"
+done
+mkdir /dev/pts; mount --rbind "$host_dev/pts" /dev/pts
+touch /dev/log; mount --bind "$sock" /dev/log
+exec "$@""#;
 
 /// The shipped drop-in, with the installed binary's path replaced by the
 /// test copy (plus `--config`) and the helper account by `nobody`.
