@@ -11,6 +11,9 @@
 //!   `prune` and `audit` (`verify` reads the trail, `repair` records the
 //!   policy as it is), which all write through `crate::store::edit` and
 //!   share `editing::run_edit` and its one syslog line;
+//! - the people's side of access requests on sshjit-server: `request`
+//!   (`request`, `requests`, `approve`, `deny`, `done`, `review`), and
+//!   `session` (`login`, `logout`, `whoami`);
 //! - what they share: `context` (config, policy file, clock, who acts),
 //!   `failure` (the one error type), `output` (what a command prints),
 //!   `keyfile` (`--key FILE`).
@@ -38,6 +41,7 @@ pub mod output;
 pub mod prune;
 pub mod remote;
 pub mod report;
+pub mod request;
 pub mod revoke;
 pub mod session;
 pub mod sign;
