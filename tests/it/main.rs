@@ -12,6 +12,7 @@ mod https;
 mod layering;
 mod props;
 mod quickstart;
+mod requests;
 mod server;
 mod storm;
 mod support;
