@@ -145,7 +145,7 @@ pub enum Action<'a> {
     /// sshjit-server: a person asked for access through a role.
     RequestOpen {
         #[serde(borrow)]
-        request: AccessRequest<'a>,
+        request: Box<AccessRequest<'a>>,
     },
     /// sshjit-server: one approval (the record's actor) of a request that
     /// needs more than it has so far.
@@ -168,7 +168,7 @@ pub enum Action<'a> {
         #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
         approvers: Vec<Actor<'a>>,
         #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-        certificate: Option<IssuedCertificate<'a>>,
+        certificate: Option<Box<IssuedCertificate<'a>>>,
     },
     /// sshjit-server: a pending request refused.
     RequestDeny {
@@ -417,7 +417,7 @@ impl Action<'_> {
                 fingerprint,
             },
             Action::RequestOpen { request } => Action::RequestOpen {
-                request: request.into_owned(),
+                request: Box::new(request.into_owned()),
             },
             Action::RequestApprove { id, reason } => Action::RequestApprove {
                 id: id.into_owned(),
@@ -434,7 +434,7 @@ impl Action<'_> {
                 grant: grant.into_owned(),
                 approved_by,
                 approvers: owned_actors(approvers),
-                certificate: certificate.map(IssuedCertificate::into_owned),
+                certificate: certificate.map(|c| Box::new(c.into_owned())),
             },
             Action::RequestDeny { id, reason } => Action::RequestDeny {
                 id: id.into_owned(),

@@ -526,7 +526,7 @@ impl Flow {
                 change(
                     view,
                     Action::RequestOpen {
-                        request: request.clone(),
+                        request: Box::new(request.clone()),
                     },
                     None,
                     stored.clone(),
@@ -668,7 +668,7 @@ impl Flow {
                     .map_err(|e| ReqError::Op(OpError::Internal(e)))?;
                 s.certificate = Some(text);
                 s.cert_serial = Some(serial);
-                Some(IssuedCertificate {
+                Some(Box::new(IssuedCertificate {
                     serial,
                     key_id: r.id.clone(),
                     principal: Principal::new(principal.clone())
@@ -678,7 +678,7 @@ impl Flow {
                     valid_before: expires_at,
                     fingerprint: r.key.fingerprint(),
                     ca: ca.fingerprint(),
-                })
+                }))
             }
         };
         let mut policy = (*view.policy).clone();
