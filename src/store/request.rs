@@ -246,6 +246,162 @@ pub fn owned_actors(v: Vec<Actor<'_>>) -> Vec<Actor<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::history::replay;
+    use crate::store::trail::{Action, Record, ZERO_HASH, decode, encode};
+    use sshjit_policy::{Policy, Revocation, Target};
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmhXmfyH35TmVDzfJ+0t0DbYFg88Gcc+UtpLZreAJk9 a@test";
+
+    fn t(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn rec(seq: u64, by: &str, action: Action<'static>) -> Record<'static> {
+        Record {
+            seq,
+            time: t("2026-11-21T10:00:00Z").saturating_add(std::time::Duration::from_secs(seq)),
+            actor: Actor::new(by.to_owned()).unwrap(),
+            os_user: by.into(),
+            sudo_user: None,
+            host: "server-1".into(),
+            action,
+            serial: Some(seq),
+            policy_sha256: Some("x".into()),
+            prev: ZERO_HASH.into(),
+            hash: None,
+        }
+    }
+
+    fn ask() -> AccessRequest<'static> {
+        AccessRequest {
+            id: RequestId::new("r-20261121-0a0b0c0d").unwrap(),
+            requester: Username::new("alice").unwrap(),
+            role: RoleName::new("user").unwrap(),
+            account: Username::new("ubuntu").unwrap(),
+            hosts: vec![HostPattern::new("web-*").unwrap()],
+            duration: 3600,
+            reason: Reason::new("INC-1 restart").unwrap(),
+            key: AuthorizedKey::parse(KEY).unwrap(),
+            issue: Issue::Certificate,
+            approvals: 1,
+            break_glass: false,
+            pending_until: t("2026-11-21T11:00:00Z"),
+        }
+    }
+
+    fn grant_record() -> Action<'static> {
+        let policy = Policy::parse(
+            br#"{"version":1,"grants":[{"id":"r-20261121-0a0b0c0d","user":"ubuntu",
+            "principal":"alice@r-20261121-0a0b0c0d","hosts":["web-*"],
+            "expires_at":"2026-11-21T11:00:05Z","reason":"requested by alice: INC-1 restart",
+            "granted_by":"bob"}]}"#,
+        )
+        .unwrap()
+        .into_owned();
+        Action::RequestGrant {
+            id: ask().id,
+            grant: policy.grants[0].clone(),
+            approved_by: ApprovedBy::Approvers,
+            approvers: vec![Actor::new("bob").unwrap()],
+            certificate: Some(Box::new(IssuedCertificate {
+                serial: 2,
+                key_id: ask().id,
+                principal: Principal::new("alice@r-20261121-0a0b0c0d").unwrap(),
+                valid_after: t("2026-11-21T10:00:02Z"),
+                valid_before: t("2026-11-21T11:00:05Z"),
+                fingerprint: ask().key.fingerprint(),
+                ca: ask().key.fingerprint(),
+            })),
+        }
+    }
+
+    #[test]
+    fn request_records_round_trip_and_only_grant_and_done_change_the_policy() {
+        let done = Action::RequestDone {
+            id: ask().id,
+            revocation: Revocation {
+                target: Target::Grant(sshjit_policy::GrantId::new("r-20261121-0a0b0c0d").unwrap()),
+                reason: Some(Reason::new("ended early by alice").unwrap()),
+                revoked_at: Some(t("2026-11-21T10:30:00Z")),
+                revoked_by: Some(Actor::new("alice").unwrap()),
+            },
+        };
+        let actions = [
+            Action::RequestOpen {
+                request: Box::new(ask()),
+            },
+            Action::RequestApprove {
+                id: ask().id,
+                reason: Some(Reason::new("ok").unwrap()),
+            },
+            grant_record(),
+            done,
+            Action::RequestReview {
+                id: ask().id,
+                note: Reason::new("fine").unwrap(),
+            },
+        ];
+        let mut policy = Policy::empty();
+        for (i, a) in actions.iter().enumerate() {
+            let r = rec(i as u64 + 1, "bob", a.clone());
+            let (line, hash) = encode(&r).unwrap();
+            let back = decode(&line[..line.len() - 1]).unwrap().into_owned();
+            assert_eq!(back.hash(), hash);
+            assert_eq!(back.action, *a, "{}", String::from_utf8_lossy(&line));
+            let before = policy.clone();
+            a.apply(&mut policy).unwrap();
+            let changes = matches!(a, Action::RequestGrant { .. } | Action::RequestDone { .. });
+            assert_eq!(before != policy, changes, "{}", a.name());
+            assert_eq!(a.is_edit(), changes);
+        }
+        assert_eq!(policy.grants.len(), 1);
+        assert_eq!(policy.revocations.len(), 1);
+        // A request's grant twice does not replay.
+        assert!(grant_record().apply(&mut policy).is_err());
+    }
+
+    #[test]
+    fn report_shows_who_asked_who_approved_and_the_early_end() {
+        let records = vec![
+            rec(
+                1,
+                "alice",
+                Action::RequestOpen {
+                    request: Box::new(ask()),
+                },
+            ),
+            rec(2, "bob", grant_record()),
+            rec(
+                3,
+                "alice",
+                Action::RequestDone {
+                    id: ask().id,
+                    revocation: Revocation {
+                        target: Target::Grant(
+                            sshjit_policy::GrantId::new("r-20261121-0a0b0c0d").unwrap(),
+                        ),
+                        reason: None,
+                        revoked_at: None,
+                        revoked_by: None,
+                    },
+                },
+            ),
+        ];
+        let h = replay(&records);
+        assert_eq!(h.entries.len(), 1);
+        let e = &h.entries[0];
+        assert_eq!(e.recorded_by, "bob");
+        assert!(e.status(t("2026-11-21T10:10:00Z")).starts_with("revoked"));
+        let what: Vec<String> = h
+            .changes
+            .iter()
+            .map(|c| format!("{} {}", c.action, c.what))
+            .collect();
+        assert!(what[0].starts_with("request r-20261121-0a0b0c0d: alice asks role user as ubuntu on web-* for 1h (certificate)"), "{what:?}");
+        assert!(what[1].contains("by bob; certificate serial 2"), "{what:?}");
+        assert!(what[2].starts_with("done r-20261121-0a0b0c0d"), "{what:?}");
+    }
 
     #[test]
     fn request_ids_are_grant_ids_key_ids_and_principals() {

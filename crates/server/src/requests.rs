@@ -523,14 +523,17 @@ impl Flow {
         };
         let (stored, committed) = ledger
             .commit(&who, |view| {
-                change(
-                    view,
-                    Action::RequestOpen {
+                let row = stored.row(view.seq + 1)?;
+                Ok::<_, ReqError>(Decision::Change {
+                    action: Box::new(Action::RequestOpen {
                         request: Box::new(request.clone()),
-                    },
-                    None,
-                    stored.clone(),
-                )
+                    }),
+                    policy: None,
+                    // An id taken already (32 random bits a day) is refused,
+                    // never written over.
+                    effect: Effect::RequestAdd(row),
+                    value: stored.clone(),
+                })
             })
             .await
             .map_err(|e| match e {

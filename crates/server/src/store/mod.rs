@@ -131,7 +131,9 @@ pub enum Effect {
         fingerprint: String,
         key: String,
     },
-    /// A request made or moved on (insert or replace).
+    /// A new request (its id must be free).
+    RequestAdd(RequestRow),
+    /// A request moved on (its row replaced).
     RequestPut(RequestRow),
 }
 
@@ -329,6 +331,10 @@ fn request_query_sql(query: &RequestQuery) -> (String, Option<i64>) {
 const REQUEST_COLUMNS: &str = "SELECT id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body FROM requests";
 
 /// Inserts or replaces a request's row (the SQL both databases read).
+const REQUEST_ADD: &str = "INSERT INTO requests
+    (id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
 const REQUEST_PUT: &str = "INSERT INTO requests
     (id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

@@ -18,9 +18,9 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use super::schema::{self, MIGRATIONS, VERSIONS_TABLE};
 use super::{
-    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_COLUMNS, REQUEST_PUT,
-    RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db, groups_from_json,
-    groups_to_json, request_query_sql, to_db,
+    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_ADD, REQUEST_COLUMNS,
+    REQUEST_PUT, RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db,
+    groups_from_json, groups_to_json, request_query_sql, to_db,
 };
 
 const CHANNEL: &str = "sshjit_trail";
@@ -394,9 +394,14 @@ async fn append_in(client: &mut Client, a: &Append) -> Result<(), StoreError> {
             .await
             .map_err(exists(format!("key {fingerprint} of {person}")))?;
         }
-        Effect::RequestPut(row) => {
+        Effect::RequestAdd(row) | Effect::RequestPut(row) => {
+            let statement = if matches!(a.effect, Effect::RequestAdd(_)) {
+                REQUEST_ADD
+            } else {
+                REQUEST_PUT
+            };
             tx.execute(
-                REQUEST_PUT,
+                statement,
                 &[
                     &row.id,
                     &row.requester,

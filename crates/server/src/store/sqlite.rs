@@ -12,9 +12,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
 use super::schema::{self, MIGRATIONS, VERSIONS_TABLE};
 use super::{
-    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_COLUMNS, REQUEST_PUT,
-    RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db, groups_from_json,
-    groups_to_json, request_query_sql, to_db,
+    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_ADD, REQUEST_COLUMNS,
+    REQUEST_PUT, RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db,
+    groups_from_json, groups_to_json, request_query_sql, to_db,
 };
 
 #[derive(Clone)]
@@ -508,9 +508,14 @@ fn append_in(tx: &Transaction<'_>, a: &Append) -> Result<(), StoreError> {
             )
             .map_err(exists(format!("key {fingerprint} of {person}")))?;
         }
-        Effect::RequestPut(row) => {
+        Effect::RequestAdd(row) | Effect::RequestPut(row) => {
+            let statement = if matches!(a.effect, Effect::RequestAdd(_)) {
+                REQUEST_ADD
+            } else {
+                REQUEST_PUT
+            };
             tx.execute(
-                &sql(REQUEST_PUT),
+                &sql(statement),
                 params![
                     row.id,
                     row.requester,
