@@ -136,10 +136,22 @@ enum Command {
     Report(commands::report::ReportArgs),
     /// Keep this host's policy file current from sshjit-server (--server URL): long polls, verified, with its index
     Sync(commands::sync::SyncArgs),
-    /// Log in to sshjit-server (password and TOTP code); the session is kept for this user only
+    /// Log in to sshjit-server (password and TOTP code, or --identity KEY); the session is kept for this user only
     Login(commands::session::LoginArgs),
     /// End the session with sshjit-server
     Logout,
+    /// Ask sshjit-server for access through a role (prints the request id first; --wait: the ssh command last)
+    Request(commands::request::RequestArgs),
+    /// List the access requests you may see (yours, those you approve; all for admins)
+    Requests(commands::request::RequestsArgs),
+    /// Approve a pending request (never your own)
+    Approve(commands::request::ApproveArgs),
+    /// Deny a pending request (or withdraw your own)
+    Deny(commands::request::DenyArgs),
+    /// End a request's access early: a revocation, at the next login
+    Done(commands::request::DoneArgs),
+    /// Record the review note a break-glass access needs
+    Review(commands::request::ReviewArgs),
     /// Who sshjit-server takes this session for
     Whoami,
     /// Verify or repair the change trail
@@ -302,6 +314,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>, started: Instant) -> u8 {
         Command::Sync(args) => finish(commands::sync::run(&globals, &args)),
         Command::Login(args) => finish(commands::session::run_login(&globals, &args)),
         Command::Logout => finish(commands::session::run_logout(&globals)),
+        Command::Request(args) => finish(commands::request::run_request(&globals, &args)),
+        Command::Requests(args) => finish(commands::request::run_requests(&globals, &args)),
+        Command::Approve(args) => finish(commands::request::run_approve(&globals, &args)),
+        Command::Deny(args) => finish(commands::request::run_deny(&globals, &args)),
+        Command::Done(args) => finish(commands::request::run_done(&globals, &args)),
+        Command::Review(args) => finish(commands::request::run_review(&globals, &args)),
         Command::Whoami => finish(commands::session::run_whoami(&globals)),
         Command::Krl(args) => finish(commands::krl::run(&globals, &args)),
         Command::Reap(args) => finish(commands::reap::run(&globals, &args)),

@@ -15,6 +15,9 @@
 //! - host integration: `krl` (the revocations OpenSSH can enforce, as a
 //!   KRL for `RevokedKeys`) and `reap` (ends live sessions the policy no
 //!   longer lets in);
+//! - the people's side of access requests on sshjit-server: `request`
+//!   (`request`, `requests`, `approve`, `deny`, `done`, `review`), and
+//!   `session` (`login`, `logout`, `whoami`);
 //! - what they share: `context` (config, policy file, clock, who acts),
 //!   `failure` (the one error type), `output` (what a command prints),
 //!   `keyfile` (`--key FILE`).
@@ -45,6 +48,7 @@ pub mod prune;
 pub mod reap;
 pub mod remote;
 pub mod report;
+pub mod request;
 pub mod revoke;
 pub mod session;
 pub mod sign;

@@ -1,5 +1,5 @@
 //! `sshjit login`: a session with sshjit-server, by password and TOTP
-//! code, kept for this user only until it ends; `sshjit logout` ends it;
+//! code (or by an enrolled SSH key signing the server's challenge), kept for this user only until it ends; `sshjit logout` ends it;
 //! `sshjit whoami` says who the server takes us for.
 
 use std::io::Read;
@@ -24,8 +24,12 @@ pub struct LoginArgs {
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// The authenticator's current code [default: ask on the terminal]
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", conflicts_with = "identity")]
     pub totp: Option<String>,
+    /// Log in with an enrolled SSH key instead (no password, no TOTP: for
+    /// automation accounts): a private key, or a .pub whose private half is in ssh-agent
+    #[arg(long, value_name = "KEY", conflicts_with = "password_file")]
+    pub identity: Option<PathBuf>,
 }
 
 /// What the server says of a session.
@@ -64,6 +68,9 @@ pub fn run_login(globals: &Globals, args: &LoginArgs) -> Result<Output, Failure>
             .or_else(|_| std::env::var("LOGNAME"))
             .map_err(|_| Failure::usage("--user: no $USER to default to"))?,
     };
+    if let Some(key) = &args.identity {
+        return key_login(&remote, &person, key);
+    }
     let password = match &args.password_file {
         Some(path) => first_line(path)?,
         None => system::read_secret(&format!("password for {person} at {}: ", remote.url))
@@ -85,7 +92,42 @@ pub fn run_login(globals: &Globals, args: &LoginArgs) -> Result<Output, Failure>
     }))
     .map_err(|e| Failure::internal(e.to_string()))?;
     let reply = remote.send(HttpMethod::Post, "/v1/login", None, Some(&body))?;
-    let info: SessionInfo = decode(&remote.url, reply)?;
+    keep(&remote, decode(&remote.url, reply)?)
+}
+
+/// Signs the server's challenge with `key` (`ssh-keygen -Y sign`, so a
+/// key in ssh-agent works as a key file does).
+fn key_login(remote: &Remote, person: &str, key: &std::path::Path) -> Result<Output, Failure> {
+    #[derive(Deserialize)]
+    struct Challenge {
+        challenge: String,
+        namespace: String,
+    }
+    let body = serde_json::to_vec(&json!({ "user": person }))
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let reply = remote.send(HttpMethod::Post, "/v1/login/challenge", None, Some(&body))?;
+    let c: Challenge = decode(&remote.url, reply)?;
+    if c.namespace != "sshjit-login" || c.challenge.len() > 1024 {
+        return Err(Failure::internal(format!(
+            "{}: a challenge this sshjit does not sign",
+            remote.url
+        )));
+    }
+    let signature = super::sign::ssh_keygen_sign(c.challenge.as_bytes(), key, &c.namespace)?;
+    let signature = String::from_utf8(signature)
+        .map_err(|_| Failure::internal("ssh-keygen gave a signature that is not text"))?;
+    let body = serde_json::to_vec(&json!({
+        "user": person,
+        "challenge": c.challenge,
+        "signature": signature,
+    }))
+    .map_err(|e| Failure::internal(e.to_string()))?;
+    let reply = remote.send(HttpMethod::Post, "/v1/login/key", None, Some(&body))?;
+    keep(remote, decode(&remote.url, reply)?)
+}
+
+/// Keeps the session a login answered.
+fn keep(remote: &Remote, info: SessionInfo) -> Result<Output, Failure> {
     let token = info.token.clone().ok_or_else(|| {
         Failure::internal(format!("{}: a login answer without a token", remote.url))
     })?;
@@ -96,7 +138,7 @@ pub fn run_login(globals: &Globals, args: &LoginArgs) -> Result<Output, Failure>
         expires_at: info.expires_at,
     };
     let kept = session.save(&remote.url)?;
-    let mut out = Output::text(format!("logged in to {}\n", describe(&remote, &info)));
+    let mut out = Output::text(format!("logged in to {}\n", describe(remote, &info)));
     out.note(format!("session kept in {}", kept.display()));
     Ok(out)
 }

@@ -221,8 +221,18 @@ fn signers(config: &Config, flag: Option<&Path>) -> Result<Option<AllowedSigners
 /// Runs `ssh-keygen -Y sign` on `bytes` (stdin to stdout); its prompts
 /// (passphrase, touch) reach the terminal.
 fn sign_bytes(bytes: &[u8], key: &Path) -> Result<Vec<u8>, Failure> {
+    ssh_keygen_sign(bytes, key, NAMESPACE)
+}
+
+/// `ssh-keygen -Y sign -n NAMESPACE -f KEY` over `bytes`: KEY is a private
+/// key, or a public key whose private half is in ssh-agent.
+pub(crate) fn ssh_keygen_sign(
+    bytes: &[u8],
+    key: &Path,
+    namespace: &str,
+) -> Result<Vec<u8>, Failure> {
     let mut child = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
         .arg(key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

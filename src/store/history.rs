@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use super::request::ApprovedBy;
 use super::revocation::RevocationRule;
 use super::trail::{Action, Record};
 use sshjit_policy::text::quote_for_display;
@@ -194,6 +195,99 @@ pub fn replay(records: &[Record<'static>]) -> History {
                 change("revoke", describe_revocation(revocation), hit);
                 active.push(revocation.clone());
             }
+            Action::RequestOpen { request } => {
+                let hosts: Vec<&str> = request.hosts.iter().map(|x| x.as_str()).collect();
+                change(
+                    "request",
+                    format!(
+                        "{}: {} asks role {} as {}{} for {} ({}{}): {}",
+                        request.id,
+                        request.requester,
+                        request.role,
+                        request.account,
+                        if hosts.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" on {}", hosts.join(","))
+                        },
+                        sshjit_policy::time::format_duration(std::time::Duration::from_secs(
+                            request.duration
+                        )),
+                        request.issue.as_str(),
+                        if request.break_glass {
+                            ", break-glass"
+                        } else {
+                            ""
+                        },
+                        quote_for_display(request.reason.as_str(), 200)
+                    ),
+                    Vec::new(),
+                )
+            }
+            Action::RequestApprove { id, reason } => change(
+                "approve",
+                format!(
+                    "{id}{}",
+                    reason
+                        .as_ref()
+                        .map(|x| format!(": {}", quote_for_display(x.as_str(), 200)))
+                        .unwrap_or_default()
+                ),
+                Vec::new(),
+            ),
+            Action::RequestGrant {
+                id,
+                grant,
+                approved_by,
+                approvers,
+                certificate,
+            } => {
+                h.entries.push(entry(r, grant.clone(), false, false));
+                let who: Vec<&str> = approvers.iter().map(|a| a.as_str()).collect();
+                change(
+                    "approved",
+                    format!(
+                        "{id}: {}{}",
+                        match approved_by {
+                            ApprovedBy::Approvers => format!("by {}", who.join(", ")),
+                            ApprovedBy::Automatic =>
+                                "automatically (the role needs no approval)".into(),
+                            ApprovedBy::OnCall =>
+                                "automatically (the requester was on call)".into(),
+                            ApprovedBy::BreakGlass =>
+                                "at once (break-glass, to be reviewed)".into(),
+                        },
+                        certificate
+                            .as_ref()
+                            .map(|c| format!(
+                                "; certificate serial {} until {}",
+                                c.serial, c.valid_before
+                            ))
+                            .unwrap_or_default()
+                    ),
+                    vec![h.entries.len() - 1],
+                )
+            }
+            Action::RequestDeny { id, reason } => change(
+                "deny",
+                format!("{id}: {}", quote_for_display(reason.as_str(), 200)),
+                Vec::new(),
+            ),
+            Action::RequestExpire { id } => change(
+                "expire",
+                format!("{id}: nobody decided in time"),
+                Vec::new(),
+            ),
+            Action::RequestDone { id, revocation } => {
+                let hit = revoke(&mut h.entries, revocation, r, &by);
+                change("done", format!("{id}: access ended early"), hit);
+                active.push(revocation.clone());
+            }
+            Action::RequestReview { id, note } => change(
+                "review",
+                format!("{id}: {}", quote_for_display(note.as_str(), 300)),
+                Vec::new(),
+            ),
             Action::Unrevoke {
                 reason,
                 revocations,

@@ -14,7 +14,8 @@
 //!
 //! Layout: `edit` (the write path), `session` (what an edit reads under
 //! the lock, and the append), `file` (the policy and the files beside it),
-//! `lock`, `trail` (the record format), `tail` (reading a trail's lines), `chain` (walking a whole trail),
+//! `lock`, `trail` (the record format; `request`: what it records of
+//! sshjit-server's access requests), `tail` (reading a trail's lines), `chain` (walking a whole trail),
 //! `history` (the trail replayed for `report`), `who` and `revocation`
 //! (what the commands and the history share), `error`. The store never
 //! prints and knows nothing of the commands above it.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod file;
 pub mod history;
 pub mod lock;
+pub mod request;
 pub mod revocation;
 pub mod session;
 pub mod tail;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use ssh_key::sha2::{Digest, Sha256};
 
+use super::request::{AccessRequest, ApprovedBy, IssuedCertificate, RequestId, owned_actors};
 use sshjit_policy::time::Timestamp;
 use sshjit_policy::{
     Actor, Fingerprint, Grant, GrantId, HostName, Policy, Reason, Revocation, Username,
@@ -141,6 +142,61 @@ pub enum Action<'a> {
         person: Username<'a>,
         fingerprint: Fingerprint,
     },
+    /// sshjit-server: a person asked for access through a role.
+    RequestOpen {
+        #[serde(borrow)]
+        request: Box<AccessRequest<'a>>,
+    },
+    /// sshjit-server: one approval (the record's actor) of a request that
+    /// needs more than it has so far.
+    RequestApprove {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+        #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason<'a>>,
+    },
+    /// sshjit-server: a request approved; its grant is added to the policy
+    /// (a key grant, or the principal grant of the certificate issued).
+    RequestGrant {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+        #[serde(borrow)]
+        grant: Grant<'a>,
+        approved_by: ApprovedBy,
+        /// Everyone who approved it, the last approval (this record's
+        /// actor) included; empty when no person had to.
+        #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<Actor<'a>>,
+        #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<Box<IssuedCertificate<'a>>>,
+    },
+    /// sshjit-server: a pending request refused.
+    RequestDeny {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+        #[serde(borrow)]
+        reason: Reason<'a>,
+    },
+    /// sshjit-server: a pending request that nobody decided in time.
+    RequestExpire {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+    },
+    /// sshjit-server: access ended early (`sshjit done`): a revocation of
+    /// the request's grant, added to the policy.
+    RequestDone {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+        #[serde(borrow)]
+        revocation: Revocation<'a>,
+    },
+    /// sshjit-server: the review note a break-glass request needs.
+    RequestReview {
+        #[serde(borrow)]
+        id: RequestId<'a>,
+        #[serde(borrow)]
+        note: Reason<'a>,
+    },
     /// The trail itself was mended: an interrupted change voided and/or
     /// the incomplete end of an interrupted append discarded.
     Repair {
@@ -175,6 +231,13 @@ impl Action<'_> {
             Action::PersonAdd { .. } => "person_add",
             Action::PersonRemove { .. } => "person_remove",
             Action::PersonKeyAdd { .. } => "person_key_add",
+            Action::RequestOpen { .. } => "request_open",
+            Action::RequestApprove { .. } => "request_approve",
+            Action::RequestGrant { .. } => "request_grant",
+            Action::RequestDeny { .. } => "request_deny",
+            Action::RequestExpire { .. } => "request_expire",
+            Action::RequestDone { .. } => "request_done",
+            Action::RequestReview { .. } => "request_review",
         }
     }
 
@@ -190,6 +253,8 @@ impl Action<'_> {
                 | Action::Freeze { .. }
                 | Action::Thaw { .. }
                 | Action::Prune { .. }
+                | Action::RequestGrant { .. }
+                | Action::RequestDone { .. }
         )
     }
 
@@ -227,13 +292,13 @@ impl Action<'_> {
                     .map(Revocation::into_owned)
                     .collect();
             }
-            Action::Grant { grant, .. } => {
+            Action::Grant { grant, .. } | Action::RequestGrant { grant, .. } => {
                 if policy.grant(grant.id.as_str()).is_some() {
                     return Err(ReplayError::DuplicateGrant(grant.id.to_string()));
                 }
                 policy.grants.push(grant.clone().into_owned());
             }
-            Action::Revoke { revocation } => {
+            Action::Revoke { revocation } | Action::RequestDone { revocation, .. } => {
                 policy.revocations.push(revocation.clone().into_owned());
             }
             Action::Unrevoke { revocations, .. } => {
@@ -265,7 +330,12 @@ impl Action<'_> {
             | Action::HostRemove { .. }
             | Action::PersonAdd { .. }
             | Action::PersonRemove { .. }
-            | Action::PersonKeyAdd { .. } => {}
+            | Action::PersonKeyAdd { .. }
+            | Action::RequestOpen { .. }
+            | Action::RequestApprove { .. }
+            | Action::RequestDeny { .. }
+            | Action::RequestExpire { .. }
+            | Action::RequestReview { .. } => {}
         }
         Ok(())
     }
@@ -345,6 +415,41 @@ impl Action<'_> {
             } => Action::PersonKeyAdd {
                 person: person.into_owned(),
                 fingerprint,
+            },
+            Action::RequestOpen { request } => Action::RequestOpen {
+                request: Box::new(request.into_owned()),
+            },
+            Action::RequestApprove { id, reason } => Action::RequestApprove {
+                id: id.into_owned(),
+                reason: reason.map(Reason::into_owned),
+            },
+            Action::RequestGrant {
+                id,
+                grant,
+                approved_by,
+                approvers,
+                certificate,
+            } => Action::RequestGrant {
+                id: id.into_owned(),
+                grant: grant.into_owned(),
+                approved_by,
+                approvers: owned_actors(approvers),
+                certificate: certificate.map(|c| Box::new(c.into_owned())),
+            },
+            Action::RequestDeny { id, reason } => Action::RequestDeny {
+                id: id.into_owned(),
+                reason: reason.into_owned(),
+            },
+            Action::RequestExpire { id } => Action::RequestExpire {
+                id: id.into_owned(),
+            },
+            Action::RequestDone { id, revocation } => Action::RequestDone {
+                id: id.into_owned(),
+                revocation: revocation.into_owned(),
+            },
+            Action::RequestReview { id, note } => Action::RequestReview {
+                id: id.into_owned(),
+                note: note.into_owned(),
             },
         }
     }

@@ -4,8 +4,8 @@
 //! sshd (`e2e`), a login storm (`storm`), the regression tests of the
 //! hostile review (`review`), the check that the index fuzz target's seeds
 //! are the builder's output (`fuzz_seeds`), sshjit-server as a process
-//! (`server`), and host integration (`host`: KRL, reap, Fail2Ban, the
-//! Debian packages).
+//! (`server`), access requests end to end (`requests`), and host
+//! integration (`host`: KRL, reap, Fail2Ban, the Debian packages).
 
 mod admin;
 mod cli;
@@ -17,6 +17,7 @@ mod layering;
 mod props;
 mod quickstart;
 mod review;
+mod requests;
 mod server;
 mod storm;
 mod support;

@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/sshjit/server.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8022";
 pub const DEFAULT_STORE: &str = "sqlite:/var/lib/sshjit/server.db";
 pub const DEFAULT_ROLES: &str = "/etc/sshjit/roles.toml";
+pub const DEFAULT_ONCALL: &str = "/etc/sshjit/oncall.toml";
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// Where the store is.
@@ -86,6 +88,14 @@ pub struct ServerConfig {
     pub secrets_key: PathBuf,
     pub user_ca_key: Option<PathBuf>,
     pub roles: PathBuf,
+    /// Whether `roles` was named (then the file must exist).
+    pub roles_explicit: bool,
+    /// The on-call schedule (optional file).
+    pub oncall: PathBuf,
+    /// How long a request waits for its approvals before it lapses.
+    pub request_ttl: Duration,
+    /// Where alerts (break-glass) are sent, besides the server's log.
+    pub syslog_socket: PathBuf,
     pub webhook: Option<Url>,
     /// Longest grant an admin gives without `--force`.
     pub max_grant: Duration,
@@ -128,6 +138,9 @@ struct RawConfig {
     secrets_key: Option<PathBuf>,
     user_ca_key: Option<PathBuf>,
     roles: Option<PathBuf>,
+    oncall: Option<PathBuf>,
+    request_ttl: Option<String>,
+    syslog_socket: Option<PathBuf>,
     webhook: Option<String>,
     max_grant: Option<String>,
     session_ttl: Option<String>,
@@ -222,7 +235,18 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<ServerConfig, ConfigError> {
             .unwrap_or_else(|| key_dir.join("secrets_key")),
         store,
         user_ca_key: raw.user_ca_key,
+        roles_explicit: raw.roles.is_some(),
         roles: raw.roles.unwrap_or_else(|| PathBuf::from(DEFAULT_ROLES)),
+        oncall: raw.oncall.unwrap_or_else(|| PathBuf::from(DEFAULT_ONCALL)),
+        request_ttl: duration(
+            "request_ttl",
+            raw.request_ttl,
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        )?,
+        syslog_socket: raw
+            .syslog_socket
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSLOG_SOCKET)),
         webhook,
         max_grant: duration(
             "max_grant",

@@ -3,13 +3,17 @@
 //! administer it on the server machine and work whether it runs or not.
 
 mod answer;
+mod ca;
 mod config;
 mod http;
 mod ledger;
 mod log;
 mod metrics;
+mod oncall;
 mod ops;
 mod people;
+mod requests;
+mod roles;
 mod signing;
 mod store;
 mod webhook;
@@ -60,6 +64,8 @@ enum Command {
     },
     /// Print the allowed_signers line that hosts need to trust this server's answers
     Signer,
+    /// Print the user CA's public key, for the file hosts name in TrustedUserCAKeys
+    UserCa,
     /// The policy as a whole
     Policy {
         #[command(subcommand)]
@@ -164,6 +170,15 @@ fn main() -> ExitCode {
             Command::Host { command } => host(&config, command).await,
             Command::User { command } => user(&config, command).await,
             Command::Policy { command } => policy(&config, command).await,
+            Command::UserCa => {
+                let path = config
+                    .user_ca_key
+                    .as_ref()
+                    .ok_or("no user_ca_key in the server config")?;
+                let ca = ca::UserCa::load(path).map_err(|e| e.to_string())?;
+                println!("{}", ca.public_line());
+                Ok(())
+            }
             Command::Signer => {
                 let (signer, _) =
                     Signer::load_or_create(&config.signing_key).map_err(|e| e.to_string())?;
@@ -225,7 +240,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .clone()
         .map(webhook::Webhook::new)
         .transpose()?;
-    check_planned_keys(&config)?;
+    let flow = Arc::new(load_flow(&config)?);
     let view = ledger.view();
     log::event(
         "listening",
@@ -242,6 +257,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             ("serial", &view.serial.to_string()),
             ("records", &view.seq.to_string()),
             ("hosts", &view.hosts.len().to_string()),
+            ("roles", &flow.roles.roles.len().to_string()),
         ],
     );
     drop(view);
@@ -254,9 +270,11 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         limiter: Default::default(),
         stopping: stop_rx.clone(),
         webhook,
+        flow,
     });
     tokio::spawn(Arc::clone(&ledger).follow(Duration::from_millis(500)));
     tokio::spawn(expire_sessions(Arc::clone(&ledger)));
+    tokio::spawn(expire_requests(Arc::clone(&app)));
     tokio::spawn(async move {
         stop_signal().await;
         log::event("stopping", &[]);
@@ -267,24 +285,43 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// The keys the request flow uses (`user_ca_key`, `roles`): when
-/// configured they must be readable now, not only at the first request.
-fn check_planned_keys(config: &ServerConfig) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(ca) = &config.user_ca_key {
-        let meta =
-            std::fs::metadata(ca).map_err(|e| format!("user_ca_key {}: {e}", ca.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!(
-                "user_ca_key {}: readable by others: chmod 0600",
-                ca.display()
-            ));
+/// What the request flow reads at start: the roles (a bad file stops the
+/// server, saying where), the on-call schedule and the user CA.
+fn load_flow(config: &ServerConfig) -> Result<requests::Flow, String> {
+    let roles = roles::load(&config.roles, config.roles_explicit).map_err(|e| e.to_string())?;
+    let oncall = oncall::OnCall::load(&config.oncall)?;
+    let ca = match &config.user_ca_key {
+        Some(path) => Some(ca::UserCa::load(path).map_err(|e| format!("user_ca_key {e}"))?),
+        None => None,
+    };
+    if let (Some(role), None) = (roles.need_ca(), &ca) {
+        return Err(format!(
+            "{}: role {} issues certificates, but server.toml sets no user_ca_key",
+            roles.origin, role.name
+        ));
+    }
+    Ok(requests::Flow {
+        roles,
+        oncall,
+        ca,
+        ttl: config.request_ttl,
+        syslog: sshjit::log::Syslog::new(config.syslog_socket.clone()),
+    })
+}
+
+/// Records pending requests that lapsed, a few times per `request_ttl`.
+async fn expire_requests(app: Arc<http::App>) {
+    let every = (app.config.request_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = app
+            .flow
+            .expire_lapsed(&app.ledger, app.webhook.as_ref())
+            .await
+        {
+            log::event("expire_requests", &[("error", e.message())]);
         }
     }
-    if config.roles.exists() && std::fs::File::open(&config.roles).is_err() {
-        return Err(format!("roles {}: cannot be read", config.roles.display()));
-    }
-    Ok(())
 }
 
 async fn stop_signal() {

@@ -41,7 +41,7 @@ fn key_error(path: &Path, message: impl Into<String>) -> KeyError {
 }
 
 /// Reads a key file, refusing one that others could read or change.
-fn read_private(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+pub(crate) fn read_private(path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

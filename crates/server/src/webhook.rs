@@ -1,8 +1,10 @@
 //! The optional webhook (`webhook` in server.toml): one JSON POST per
 //! change a security team wants to hear of at once — a revocation, a
-//! freeze or thaw, a break-glass grant — with the record that made it.
-//! Sent after the change is committed and never holding it up: a webhook
-//! that is down or slow is logged, and the change stands.
+//! freeze or thaw, a break-glass grant, and every step of an access
+//! request (asked, approved, denied, expired, ended early, reviewed) —
+//! with the record that made it. Sent after the change is committed and
+//! never holding it up: a webhook that is down or slow is tried again a
+//! few times within a bounded time, then logged, and the change stands.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,13 @@ use sshjit::store::trail::{Action, Record};
 use crate::log;
 
 const DEADLINE: Duration = Duration::from_secs(5);
+/// Attempts, and the pause after each failed one: at most about 30 s.
+const RETRIES: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(9),
+    Duration::ZERO,
+];
 
 pub struct Webhook {
     url: Url,
@@ -34,6 +43,14 @@ impl Webhook {
             Action::Freeze { .. } => "freeze",
             Action::Thaw { .. } => "thaw",
             Action::Grant { grant, .. } if grant.break_glass => "break_glass",
+            Action::RequestOpen { .. } => "request",
+            Action::RequestApprove { .. } => "approve",
+            Action::RequestGrant { grant, .. } if grant.break_glass => "break_glass",
+            Action::RequestGrant { .. } => "approved",
+            Action::RequestDeny { .. } => "deny",
+            Action::RequestExpire { .. } => "expire",
+            Action::RequestDone { .. } => "done",
+            Action::RequestReview { .. } => "review",
             _ => return None,
         };
         Some(json!({
@@ -52,23 +69,44 @@ impl Webhook {
         let client = self.client.clone();
         tokio::task::spawn_blocking(move || {
             let body = event.to_string();
-            let sent = client.send(Call {
-                method: Method::Post,
-                url: &url,
-                bearer: None,
-                json: Some(body.as_bytes()),
-                extra: &[],
-                deadline: Instant::now() + DEADLINE,
-                limit: 64 * 1024,
-            });
             let kind = event["event"].as_str().unwrap_or("?").to_owned();
-            match sent {
-                Ok(r) if (200..300).contains(&r.status) => {}
-                Ok(r) => log::event(
+            for (attempt, pause) in RETRIES.iter().enumerate() {
+                let sent = client.send(Call {
+                    method: Method::Post,
+                    url: &url,
+                    bearer: None,
+                    json: Some(body.as_bytes()),
+                    extra: &[],
+                    deadline: Instant::now() + DEADLINE,
+                    limit: 64 * 1024,
+                });
+                let failure = match sent {
+                    Ok(r) if (200..300).contains(&r.status) => return,
+                    // A refusal is not going to change on its own.
+                    Ok(r) if (400..500).contains(&r.status) && r.status != 429 => {
+                        log::event(
+                            "webhook",
+                            &[("event", &kind), ("status", &r.status.to_string())],
+                        );
+                        return;
+                    }
+                    Ok(r) => format!("status {}", r.status),
+                    Err(e) => e.to_string(),
+                };
+                let last = attempt + 1 == RETRIES.len();
+                log::event(
                     "webhook",
-                    &[("event", &kind), ("status", &r.status.to_string())],
-                ),
-                Err(e) => log::event("webhook", &[("event", &kind), ("error", &e.to_string())]),
+                    &[
+                        ("event", &kind),
+                        ("error", &failure),
+                        ("attempt", &(attempt + 1).to_string()),
+                        ("outcome", if last { "given up" } else { "retrying" }),
+                    ],
+                );
+                if last {
+                    return;
+                }
+                std::thread::sleep(*pause);
             }
         });
     }

@@ -262,3 +262,62 @@ fn a_policy_file_is_imported_whole_with_its_serial_and_exported_as_a_file_holds_
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["serial"], 41);
 }
+
+#[test]
+fn a_bad_roles_file_stops_the_server_saying_where() {
+    let d = dir("roles");
+    let roles = d.join("roles.toml");
+    let ca = d.join("user_ca");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let good = "[role.user]\nrequesters = [\"group:dev\"]\naccounts = [\"ubuntu\"]\nmax = \"4h\"\napprovals = 1\napprovers = [\"group:sre\"]\n";
+    for (text, want) in [
+        (
+            format!("{good}colour = \"blue\"\n"),
+            "line 7: unknown field `colour`",
+        ),
+        (good.replace("4h", "forever"), "role.user: max"),
+        (
+            good.replace("group:sre", "team:sre"),
+            "role.user: approvers[0]",
+        ),
+        (format!("{good}issue = \"certificate\"\n"), "no user_ca_key"),
+        (format!("{good}reason_pattern = \"(\"\n"), "reason_pattern"),
+    ] {
+        std::fs::write(&roles, &text).unwrap();
+        let c = config(
+            &d,
+            &format!(
+                "listen = \"127.0.0.1:0\"\nroles = \"{}\"\n",
+                roles.display()
+            ),
+        );
+        let out = server().arg("--config").arg(&c).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{text}: want {want:?} in {err}");
+        assert!(!err.contains("event=listening"), "{err}");
+    }
+    // The same roles with a CA start (and are counted).
+    std::fs::write(&roles, format!("{good}issue = \"certificate\"\n")).unwrap();
+    let c = config(
+        &d,
+        &format!(
+            "listen = \"127.0.0.1:0\"\nroles = \"{}\"\nuser_ca_key = \"{}\"\n",
+            roles.display(),
+            ca.display()
+        ),
+    );
+    let out = server()
+        .arg("--config")
+        .arg(&c)
+        .arg("user-ca")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ssh-ed25519 AAAA"));
+}

@@ -6,14 +6,18 @@
 //!   for that host, and for a user and mode when asked; long poll with
 //!   `If-None-Match` and `wait` (`policy`).
 //! - `POST /v1/login`, `POST /v1/logout`, `GET /v1/whoami` (people:
-//!   `session`).
+//!   `session`); `POST /v1/login/challenge`, `POST /v1/login/key` (key
+//!   logins: `keylogin`).
+//! - `/v1/requests...`, `/v1/reviews` (access requests: `requests`).
 //! - `POST /v1/admin/change`, `GET /v1/admin/policy`, `GET
 //!   /v1/admin/trail` (group `admin`: `admin`).
 //! - `GET /healthz` (the process answers), `GET /readyz` (its view of the
 //!   store is current), `GET /metrics` (Prometheus text).
 
 mod admin;
+mod keylogin;
 mod policy;
+mod requests;
 mod session;
 
 use std::net::SocketAddr;
@@ -58,6 +62,8 @@ pub struct App {
     /// True once shutdown began: long polls end.
     pub stopping: watch::Receiver<bool>,
     pub webhook: Option<crate::webhook::Webhook>,
+    /// Roles, on-call schedule and user CA: the request flow.
+    pub flow: Arc<crate::requests::Flow>,
 }
 
 impl App {
@@ -92,6 +98,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/login", post(session::login))
         .route("/v1/logout", post(session::logout))
         .route("/v1/whoami", get(session::whoami))
+        .route("/v1/login/challenge", post(keylogin::challenge))
+        .route("/v1/login/key", post(keylogin::login))
+        .route("/v1/requests", get(requests::list).post(requests::open))
+        .route("/v1/requests/{id}", get(requests::one))
+        .route("/v1/requests/{id}/{decision}", post(requests::decide))
+        .route("/v1/reviews", get(requests::reviews))
         .route("/v1/admin/change", post(admin::change))
         .route("/v1/admin/policy", get(admin::policy))
         .route("/v1/admin/trail", get(admin::trail))

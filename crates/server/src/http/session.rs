@@ -74,11 +74,11 @@ pub struct LoginRequest {
 #[derive(Serialize)]
 pub struct SessionInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-    person: String,
-    groups: Vec<String>,
-    expires_at: String,
-    totp: bool,
+    pub(super) token: Option<String>,
+    pub(super) person: String,
+    pub(super) groups: Vec<String>,
+    pub(super) expires_at: String,
+    pub(super) totp: bool,
 }
 
 fn failed() -> OpError {

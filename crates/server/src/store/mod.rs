@@ -78,6 +78,38 @@ pub struct SessionRow {
     pub totp: bool,
 }
 
+/// An access request's state, as the `requests` table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRow {
+    pub id: String,
+    pub requester: String,
+    pub role: String,
+    /// `pending`, `approved`, `denied`, `expired` or `done`.
+    pub state: String,
+    pub created_at: i64,
+    pub pending_until: i64,
+    pub cert_serial: Option<i64>,
+    /// A break-glass request without its review note yet.
+    pub review_due: bool,
+    /// The record that left it so.
+    pub updated_seq: i64,
+    /// The whole request (JSON, `crate::requests::Stored`).
+    pub body: String,
+}
+
+/// Which requests to read, newest first.
+#[derive(Clone, Debug)]
+pub enum RequestQuery {
+    /// The newest `limit`, of any state.
+    Recent { limit: u32 },
+    /// Pending ones.
+    Pending,
+    /// Pending ones whose time ran out at `now`.
+    Lapsed { now: i64 },
+    /// Break-glass requests awaiting their review note.
+    ReviewDue,
+}
+
 /// What a record changes besides the policy, in the same transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -99,6 +131,10 @@ pub enum Effect {
         fingerprint: String,
         key: String,
     },
+    /// A new request (its id must be free).
+    RequestAdd(RequestRow),
+    /// A request moved on (its row replaced).
+    RequestPut(RequestRow),
 }
 
 /// One record to append, with its checkpoint (now and then) and effect.
@@ -115,6 +151,13 @@ pub enum LoginUpdate {
     /// A wrong password or code: one more failure; locked until
     /// `lock_until` when given.
     Failed { lock_until: Option<i64> },
+    /// A good key login: failures reset, the challenge's issue time
+    /// recorded (a challenge is answered once), and the session.
+    SucceededByKey {
+        challenge_ms: i64,
+        token_sha256: String,
+        session: SessionRow,
+    },
     /// A good login: failures reset, the TOTP step (when one was used)
     /// recorded so that the code is not accepted again, and the session.
     Succeeded {
@@ -229,6 +272,14 @@ impl Store {
         each!(self, s => s.login(person, update).await)
     }
 
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        each!(self, s => s.request(id).await)
+    }
+
+    pub async fn requests(&self, query: RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        each!(self, s => s.requests(query).await)
+    }
+
     pub async fn session(&self, token_sha256: &str) -> Result<Option<SessionRow>, StoreError> {
         each!(self, s => s.session(token_sha256).await)
     }
@@ -251,6 +302,44 @@ impl Store {
         }
     }
 }
+
+/// The SQL of a request query: its WHERE clause, and whether it takes `$1`.
+fn request_query_sql(query: &RequestQuery) -> (String, Option<i64>) {
+    const COLUMNS: &str = REQUEST_COLUMNS;
+    match query {
+        RequestQuery::Recent { limit } => (
+            format!("{COLUMNS} ORDER BY created_at DESC, id DESC LIMIT $1"),
+            Some(i64::from(*limit)),
+        ),
+        RequestQuery::Pending => (
+            format!("{COLUMNS} WHERE state = 'pending' ORDER BY created_at DESC, id DESC"),
+            None,
+        ),
+        RequestQuery::Lapsed { now } => (
+            format!(
+                "{COLUMNS} WHERE state = 'pending' AND pending_until <= $1 ORDER BY pending_until"
+            ),
+            Some(*now),
+        ),
+        RequestQuery::ReviewDue => (
+            format!("{COLUMNS} WHERE review_due ORDER BY created_at DESC, id DESC"),
+            None,
+        ),
+    }
+}
+
+const REQUEST_COLUMNS: &str = "SELECT id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body FROM requests";
+
+/// Inserts or replaces a request's row (the SQL both databases read).
+const REQUEST_ADD: &str = "INSERT INTO requests
+    (id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+const REQUEST_PUT: &str = "INSERT INTO requests
+    (id, requester, role, state, created_at, pending_until, cert_serial, review_due, updated_seq, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (id) DO UPDATE SET state = excluded.state, cert_serial = excluded.cert_serial,
+    review_due = excluded.review_due, updated_seq = excluded.updated_seq, body = excluded.body";
 
 /// Splits stored groups (a JSON list) back into names.
 fn groups_from_json(text: &str) -> Result<Vec<String>, StoreError> {

@@ -18,8 +18,9 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use super::schema::{self, MIGRATIONS, VERSIONS_TABLE};
 use super::{
-    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, SessionRow, StoreError,
-    StoredRecord, from_db, groups_from_json, groups_to_json, to_db,
+    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_ADD, REQUEST_COLUMNS,
+    REQUEST_PUT, RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db,
+    groups_from_json, groups_to_json, request_query_sql, to_db,
 };
 
 const CHANNEL: &str = "sshjit_trail";
@@ -232,6 +233,22 @@ impl Postgres {
         result
     }
 
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let rows = self
+            .query(&format!("{REQUEST_COLUMNS} WHERE id = $1"), &[&id])
+            .await?;
+        Ok(rows.first().map(request_row))
+    }
+
+    pub async fn requests(&self, query: RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        let (text, arg) = request_query_sql(&query);
+        let rows = match arg {
+            Some(a) => self.query(&text, &[&a]).await?,
+            None => self.query(&text, &[]).await?,
+        };
+        Ok(rows.iter().map(request_row).collect())
+    }
+
     pub async fn session(&self, token_sha256: &str) -> Result<Option<SessionRow>, StoreError> {
         let rows = self
             .query(
@@ -268,6 +285,21 @@ impl Postgres {
             .map_or(0, |r| r.get::<_, i64>(0))
             .try_into()
             .unwrap_or(0))
+    }
+}
+
+fn request_row(r: &Row) -> RequestRow {
+    RequestRow {
+        id: r.get(0),
+        requester: r.get(1),
+        role: r.get(2),
+        state: r.get(3),
+        created_at: r.get(4),
+        pending_until: r.get(5),
+        cert_serial: r.get(6),
+        review_due: r.get(7),
+        updated_seq: r.get(8),
+        body: r.get(9),
     }
 }
 
@@ -362,6 +394,30 @@ async fn append_in(client: &mut Client, a: &Append) -> Result<(), StoreError> {
             .await
             .map_err(exists(format!("key {fingerprint} of {person}")))?;
         }
+        Effect::RequestAdd(row) | Effect::RequestPut(row) => {
+            let statement = if matches!(a.effect, Effect::RequestAdd(_)) {
+                REQUEST_ADD
+            } else {
+                REQUEST_PUT
+            };
+            tx.execute(
+                statement,
+                &[
+                    &row.id,
+                    &row.requester,
+                    &row.role,
+                    &row.state,
+                    &row.created_at,
+                    &row.pending_until,
+                    &row.cert_serial,
+                    &row.review_due,
+                    &row.updated_seq,
+                    &row.body,
+                ],
+            )
+            .await
+            .map_err(exists(format!("request {}", row.id)))?;
+        }
     }
     tx.execute(
         "SELECT pg_notify($1, $2)",
@@ -384,6 +440,35 @@ async fn login_in(
             tx.execute(
                 "UPDATE people SET failures = failures + 1, locked_until = GREATEST(locked_until, $2) WHERE name = $1",
                 &[&person, &lock_until.unwrap_or(0)],
+            )
+            .await
+            .map_err(err)?;
+        }
+        LoginUpdate::SucceededByKey {
+            challenge_ms,
+            token_sha256,
+            session,
+        } => {
+            let n = tx
+                .execute(
+                    "UPDATE people SET failures = 0, key_last_challenge = $2
+                     WHERE name = $1 AND key_last_challenge < $2",
+                    &[&person, &challenge_ms],
+                )
+                .await
+                .map_err(err)?;
+            if n == 0 {
+                return Err(StoreError::Stale);
+            }
+            tx.execute(
+                "INSERT INTO sessions (token_sha256, person, created_at, expires_at, totp) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &token_sha256,
+                    &session.person,
+                    &session.created_at,
+                    &session.expires_at,
+                    &session.totp,
+                ],
             )
             .await
             .map_err(err)?;

@@ -12,8 +12,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
 use super::schema::{self, MIGRATIONS, VERSIONS_TABLE};
 use super::{
-    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, SessionRow, StoreError,
-    StoredRecord, from_db, groups_from_json, groups_to_json, to_db,
+    Append, Checkpoint, Effect, HostRow, LoginUpdate, PersonRow, REQUEST_ADD, REQUEST_COLUMNS,
+    REQUEST_PUT, RequestQuery, RequestRow, SessionRow, StoreError, StoredRecord, from_db,
+    groups_from_json, groups_to_json, request_query_sql, to_db,
 };
 
 #[derive(Clone)]
@@ -228,6 +229,25 @@ impl Sqlite {
                     )
                     .map_err(write_error)?;
                 }
+                LoginUpdate::SucceededByKey {
+                    challenge_ms,
+                    token_sha256,
+                    session,
+                } => {
+                    let n = tx
+                        .execute(
+                            &sql(
+                                "UPDATE people SET failures = 0, key_last_challenge = $2
+                                 WHERE name = $1 AND key_last_challenge < $2",
+                            ),
+                            params![person, challenge_ms],
+                        )
+                        .map_err(write_error)?;
+                    if n == 0 {
+                        return Err(StoreError::Stale);
+                    }
+                    insert_session(&tx, &token_sha256, &session)?;
+                }
                 LoginUpdate::Succeeded {
                     totp_step,
                     token_sha256,
@@ -264,6 +284,34 @@ impl Sqlite {
                 }
             }
             tx.commit().map_err(write_error)
+        })
+        .await
+    }
+
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                &sql(&format!("{REQUEST_COLUMNS} WHERE id = $1")),
+                params![id],
+                request_row,
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn requests(&self, query: RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        self.with(move |c| {
+            let (text, arg) = request_query_sql(&query);
+            let mut st = c.prepare_cached(&sql(&text)).map_err(unavailable)?;
+            let rows = match arg {
+                Some(a) => st.query_map(params![a], request_row),
+                None => st.query_map([], request_row),
+            }
+            .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
         })
         .await
     }
@@ -313,6 +361,43 @@ impl Sqlite {
         })
         .await
     }
+}
+
+fn insert_session(
+    tx: &Transaction<'_>,
+    token_sha256: &str,
+    session: &SessionRow,
+) -> Result<(), StoreError> {
+    tx.execute(
+        &sql(
+            "INSERT INTO sessions (token_sha256, person, created_at, expires_at, totp)
+             VALUES ($1, $2, $3, $4, $5)",
+        ),
+        params![
+            token_sha256,
+            session.person,
+            session.created_at,
+            session.expires_at,
+            session.totp
+        ],
+    )
+    .map(drop)
+    .map_err(write_error)
+}
+
+fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestRow> {
+    Ok(RequestRow {
+        id: r.get(0)?,
+        requester: r.get(1)?,
+        role: r.get(2)?,
+        state: r.get(3)?,
+        created_at: r.get(4)?,
+        pending_until: r.get(5)?,
+        cert_serial: r.get(6)?,
+        review_due: r.get(7)?,
+        updated_seq: r.get(8)?,
+        body: r.get(9)?,
+    })
 }
 
 const PERSON_COLUMNS: &str = "SELECT name, groups_json, password_hash, totp_sealed, totp_last_step, failures, locked_until FROM people";
@@ -422,6 +507,29 @@ fn append_in(tx: &Transaction<'_>, a: &Append) -> Result<(), StoreError> {
                 params![person, fingerprint, key],
             )
             .map_err(exists(format!("key {fingerprint} of {person}")))?;
+        }
+        Effect::RequestAdd(row) | Effect::RequestPut(row) => {
+            let statement = if matches!(a.effect, Effect::RequestAdd(_)) {
+                REQUEST_ADD
+            } else {
+                REQUEST_PUT
+            };
+            tx.execute(
+                &sql(statement),
+                params![
+                    row.id,
+                    row.requester,
+                    row.role,
+                    row.state,
+                    row.created_at,
+                    row.pending_until,
+                    row.cert_serial,
+                    row.review_due,
+                    row.updated_seq,
+                    row.body
+                ],
+            )
+            .map_err(exists(format!("request {}", row.id)))?;
         }
     }
     Ok(())
