@@ -228,9 +228,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         Some((cert, key)) => Some(http::tls_acceptor(cert, key)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let listener = listen(config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
@@ -287,6 +285,23 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 
 /// What the request flow reads at start: the roles (a bad file stops the
 /// server, saying where), the on-call schedule and the user CA.
+/// Connections the kernel may hold before the server accepts them. A
+/// fleet reconnecting after an outage arrives at once: with the usual 1024
+/// the rest would wait out SYN retransmits (1 s, 3 s, 7 s ... later); the
+/// kernel still caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 fn load_flow(config: &ServerConfig) -> Result<requests::Flow, String> {
     let roles = roles::load(&config.roles, config.roles_explicit).map_err(|e| e.to_string())?;
     let oncall = oncall::OnCall::load(&config.oncall)?;

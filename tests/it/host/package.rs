@@ -257,7 +257,7 @@ fn the_packages_install_with_dpkg_check_out_and_leave_nothing_running_or_enabled
         must(Command::new("/usr/sbin/sshd").args(["-T", "-C", "user=root,host=x,addr=127.0.0.1"]));
     assert!(
         effective
-            .contains("authorizedkeyscommand /usr/libexec/sshjit/sshjit keys %u --fingerprint %f"),
+            .contains("authorizedkeyscommand /usr/libexec/sshjit/sshjit keys %u --fingerprint=%f"),
         "{effective}"
     );
     assert!(
