@@ -477,6 +477,13 @@ async fn user(config: &ServerConfig, command: UserCommand) -> Result<(), String>
             .await
             .map_err(|e| e.to_string())?;
             println!("{}", made.otpauth);
+            // The code for the app's camera, only where a person looks
+            // (stdout may be a file or a pipe in a script).
+            if std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && let Some(qr) = people::qr_for_terminal(&made.otpauth)
+            {
+                println!("{qr}");
+            }
             eprintln!(
                 "person {name} added (record {}). The URI above holds the TOTP secret and is shown once: add it to an authenticator app.",
                 made.committed.seq

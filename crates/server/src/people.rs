@@ -93,6 +93,21 @@ fn totp(secret: &[u8]) -> TOTP {
     TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, STEP, secret.to_vec())
 }
 
+/// `uri` as a QR code drawn with half-block characters, light on dark as
+/// most terminals show it (with the quiet zone readers need), for an
+/// authenticator app's camera. None when the URI is too long for a code.
+pub fn qr_for_terminal(uri: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    Some(
+        code.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .build(),
+    )
+}
+
 /// The `otpauth://` URI an authenticator app reads (as a QR code or text).
 pub fn otpauth_uri(secret: &[u8], person: &str, issuer: &str) -> String {
     let enc = |s: &str| {
@@ -148,6 +163,46 @@ pub fn totp_code(secret: &[u8], unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_terminal_qr_code_draws_exactly_the_uris_modules_light_on_dark() {
+        let uri = "otpauth://totp/sshjit%20host:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=sshjit%20host";
+        let drawn = qr_for_terminal(uri).unwrap();
+        let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+            .unwrap();
+        let (w, quiet) = (code.width(), 4);
+        let side = w + 2 * quiet;
+        // Back from half blocks to modules: the top half is row 2k, the
+        // bottom half row 2k+1; a drawn half is a light module (the
+        // terminal's light foreground), a blank one a dark module.
+        let mut dark = vec![vec![false; side]; side + 1];
+        let lines: Vec<&str> = drawn.lines().collect();
+        assert_eq!(lines.len(), side.div_ceil(2), "{drawn}");
+        for (k, line) in lines.iter().enumerate() {
+            let cells: Vec<char> = line.chars().collect();
+            assert_eq!(cells.len(), side, "line {k}");
+            for (x, c) in cells.into_iter().enumerate() {
+                let (top, bottom) = match c {
+                    ' ' => (false, false),
+                    '\u{2580}' => (true, false),
+                    '\u{2584}' => (false, true),
+                    '\u{2588}' => (true, true),
+                    other => panic!("unexpected {other:?} in line {k}"),
+                };
+                dark[2 * k][x] = !top;
+                dark[2 * k + 1][x] = !bottom;
+            }
+        }
+        let colors = code.to_colors();
+        for y in 0..side {
+            for x in 0..side {
+                let inside = (quiet..quiet + w).contains(&x) && (quiet..quiet + w).contains(&y);
+                let want = inside && colors[(y - quiet) * w + (x - quiet)] == qrcode::Color::Dark;
+                assert_eq!(dark[y][x], want, "module ({x}, {y})");
+            }
+        }
+        assert!(qr_for_terminal(&"x".repeat(4000)).is_none());
+    }
 
     #[test]
     fn rfc6238_test_vector() {
