@@ -594,4 +594,19 @@ fn the_report_filters_downloads_and_charts_access() {
     assert!(svg.contains(": 3 grant(s), break-glass</title>"), "{svg}");
     assert!(svg.contains("class=\"b\""), "{svg}");
     assert!(!svg.contains("<script"), "{svg}");
+
+    // The break-glass access waits for its review note; recorded here, it
+    // leaves the list and the CLI shows it.
+    b.goto(&format!("{}/console/requests", server.url));
+    let card = format!("#review-{bg_id}");
+    assert!(b.text(&card).contains("INC-3 outage"), "{}", b.text("main"));
+    b.fill(&format!("#note-{bg_id}"), "checked: the outage needed it");
+    b.screenshot("review");
+    b.click(&format!("{card} button"));
+    b.wait_until("the review to leave the list", true, |b| {
+        b.try_find(&card).is_none()
+    });
+    let v = shown(&carol, &bg_id);
+    assert_eq!(v["review"]["note"], "checked: the outage needed it", "{v}");
+    assert_eq!(v["review"]["by"], "root", "{v}");
 }
