@@ -56,7 +56,7 @@ fn session_cookie(b: &Browser) -> String {
 
 /// `curl` against the server with the browser's session cookie:
 /// (status, headers, body).
-fn curl(server: &Server, cookie: &str, args: &[&str]) -> (u16, String, String) {
+fn curl(cookie: &str, args: &[&str]) -> (u16, String, String) {
     let out = Command::new("curl")
         .args(["-s", "-D", "-", "--max-time", "60"])
         .args(["-H", &format!("Cookie: sshjit_console={cookie}")])
@@ -70,7 +70,6 @@ fn curl(server: &Server, cookie: &str, args: &[&str]) -> (u16, String, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let _ = server;
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
@@ -355,11 +354,7 @@ fn a_post_without_its_csrf_token_is_refused_and_the_session_cookie_is_strict() {
     let cookie = session_cookie(&b);
 
     // Every answer carries the strict headers.
-    let (status, head, _) = curl(
-        &server,
-        &cookie,
-        &[&format!("{}/console/grants", server.url)],
-    );
+    let (status, head, _) = curl(&cookie, &[&format!("{}/console/grants", server.url)]);
     assert_eq!(status, 200, "{head}");
     for want in [
         "content-security-policy: default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -372,10 +367,9 @@ fn a_post_without_its_csrf_token_is_refused_and_the_session_cookie_is_strict() {
     // A freeze without the form's token, or with another's, is refused
     // before anything is done.
     let freeze = format!("{}/console/freeze", server.url);
-    let (status, _, body) = curl(&server, &cookie, &["--data", "reason=forged", &freeze]);
+    let (status, _, body) = curl(&cookie, &["--data", "reason=forged", &freeze]);
     assert_eq!(status, 403, "{body}");
     let (status, _, body) = curl(
-        &server,
         &cookie,
         &[
             "--data",
@@ -386,7 +380,6 @@ fn a_post_without_its_csrf_token_is_refused_and_the_session_cookie_is_strict() {
     assert_eq!(status, 403, "{body}");
     // The login form too: a token without its cookie is refused.
     let (status, _, _) = curl(
-        &server,
         "",
         &[
             "--data",
@@ -395,6 +388,27 @@ fn a_post_without_its_csrf_token_is_refused_and_the_session_cookie_is_strict() {
         ],
     );
     assert_eq!(status, 403);
+    // With the page's token, fields are still checked on the server: an
+    // empty reason and an oversized one are refused, saying why.
+    b.goto(&format!("{}/console/grants", server.url));
+    let token = b.script("return document.querySelector('input[name=csrf]').value;");
+    let token = token.as_str().expect("a token in the page");
+    let (status, _, body) = curl(
+        &cookie,
+        &["--data", &format!("reason=+++&csrf={token}"), &freeze],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("must not be empty"), "{body}");
+    let (status, _, body) = curl(
+        &cookie,
+        &[
+            "--data",
+            &format!("reason={}&csrf={token}", "x".repeat(2000)),
+            &freeze,
+        ],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too long"), "{body}");
     b.goto(&format!("{}/console/grants", server.url));
     assert!(b.try_find(".frozen").is_none(), "nothing was frozen");
     assert!(b.try_find("#freeze-reason").is_some());
@@ -553,7 +567,6 @@ fn the_report_filters_downloads_and_charts_access() {
     // The downloads, with the filters of the page.
     let cookie = session_cookie(&b);
     let (status, head, csv) = curl(
-        &server,
         &cookie,
         &[&format!("{}/console/report.csv?person=dave", server.url)],
     );
@@ -566,7 +579,6 @@ fn the_report_filters_downloads_and_charts_access() {
     assert!(rows.iter().any(|l| l.starts_with(&d_id)), "{csv}");
     assert!(!csv.contains(&a_id), "{csv}");
     let (status, _, json) = curl(
-        &server,
         &cookie,
         &[&format!("{}/console/report.json?host=db-1", server.url)],
     );
@@ -583,11 +595,7 @@ fn the_report_filters_downloads_and_charts_access() {
     assert!(!ids.contains(&a_id.as_str()), "{ids:?}");
 
     // The chart: today's bar counts the three grants, marked break-glass.
-    let (status, head, svg) = curl(
-        &server,
-        &cookie,
-        &[&format!("{}/console/chart.svg", server.url)],
-    );
+    let (status, head, svg) = curl(&cookie, &[&format!("{}/console/chart.svg", server.url)]);
     assert_eq!(status, 200, "{svg}");
     assert!(head.contains("content-type: image/svg+xml"), "{head}");
     assert!(svg.starts_with("<svg"), "{svg}");

@@ -207,6 +207,18 @@ pub async fn trail(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
 }
 
 impl ChangeError {
+    /// The HTTP status `POST /v1/admin/change` answers it with.
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            ChangeError::Failure(f) => match f.kind {
+                FailureKind::Usage => 400,
+                FailureKind::Refused => 409,
+                FailureKind::Internal => 500,
+            },
+            ChangeError::Op(e) => e.status(),
+        }
+    }
+
     /// What the person is told.
     pub(super) fn message(&self) -> &str {
         match self {

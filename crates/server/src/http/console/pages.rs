@@ -355,10 +355,10 @@ async fn change(app: &super::App, headers: &HeaderMap, f: &ChangeForm, what: &st
         Ok(change) => match may_administer(v.who) {
             Ok(who) => apply_change(app, &who, &change)
                 .await
-                .map_err(|e| e.message().to_owned()),
-            Err(e) => Err(e.message().to_owned()),
+                .map_err(|e| (e.status(), e.message().to_owned())),
+            Err(e) => Err((e.status(), e.message().to_owned())),
         },
-        Err(e) => Err(e.message().to_owned()),
+        Err(e) => Err((e.status(), e.message().to_owned())),
     };
     let route = match what {
         "revoke" => "console_revoke",
@@ -370,13 +370,13 @@ async fn change(app: &super::App, headers: &HeaderMap, f: &ChangeForm, what: &st
             app.metrics.request(route, 303);
             Redirect::to("/console/grants").into_response()
         }
-        Err(message) => {
-            app.metrics.request(route, 409);
-            // The session was good a moment ago: show the page again.
+        Err((status, message)) => {
+            app.metrics.request(route, status);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            // The session was good a moment ago: show the page again, with
+            // the refusal; one outside group admin sees the refusal alone.
             match visitor(app, headers).await {
-                Ok(v) if v.is_admin() => {
-                    grants_page(app, &v, StatusCode::CONFLICT, Some(&message)).await
-                }
+                Ok(v) if v.is_admin() => grants_page(app, &v, status, Some(&message)).await,
                 _ => problem(&OpError::Forbidden(message)),
             }
         }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use sshjit::commands::report::{Filter, Format, render};
 use sshjit::store::chain;
 use sshjit::store::history::Entry;
+use sshjit::store::trail::{Action, Record};
 use sshjit_policy::evaluate::glob_match;
 use sshjit_policy::time::{Timestamp, parse_duration, unix_to_civil};
 use sshjit_policy::{Subject, Username};
@@ -24,7 +25,6 @@ use sshjit_policy::{Subject, Username};
 use super::super::admin::trail_lines;
 use super::{Frame, Visitor, html, problem, visitor};
 use crate::ops::OpError;
-use crate::store::RequestQuery;
 
 const DAY: i64 = 86_400;
 /// Days the chart shows when the period does not say.
@@ -110,12 +110,12 @@ struct Checked {
     until: Option<Timestamp>,
     account: Option<Username<'static>>,
     host: Option<String>,
-    /// The person's grants: those their requests made, and those they
-    /// recorded.
-    person: Option<(String, HashSet<String>)>,
+    /// Only the grants of this person: those their requests made (as the
+    /// trail's `request_open` records say), and those they recorded.
+    person: Option<String>,
 }
 
-async fn check(app: &super::App, f: &Filters, now: Timestamp) -> Result<Checked, OpError> {
+fn check(f: &Filters, now: Timestamp) -> Result<Checked, OpError> {
     let since = moment("since", &f.since, now)?;
     let until = moment("until", &f.until, now)?;
     let account = match f.account.trim() {
@@ -131,23 +131,7 @@ async fn check(app: &super::App, f: &Filters, now: Timestamp) -> Result<Checked,
     };
     let person = match f.person.trim() {
         "" => None,
-        p => {
-            let name = crate::ops::person_name(p)?.to_string();
-            let mut ids = HashSet::new();
-            for row in app
-                .ledger
-                .store()
-                .requests(RequestQuery::Recent {
-                    limit: crate::requests::MAX_LISTED,
-                })
-                .await?
-            {
-                if row.requester == name {
-                    ids.insert(row.id);
-                }
-            }
-            Some((name, ids))
-        }
+        p => Some(crate::ops::person_name(p)?.to_string()),
     };
     Ok(Checked {
         since,
@@ -158,7 +142,20 @@ async fn check(app: &super::App, f: &Filters, now: Timestamp) -> Result<Checked,
     })
 }
 
-fn keeps(c: &Checked, e: &Entry) -> bool {
+/// The ids of the requests `person` made, from the trail.
+fn requests_of(records: &[Record<'_>], person: &str) -> HashSet<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::RequestOpen { request } if request.requester.as_str() == person => {
+                Some(request.id.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn keeps(c: &Checked, asked: &HashSet<String>, e: &Entry) -> bool {
     let host_ok = c.host.as_deref().is_none_or(|h| {
         e.grant.hosts.is_empty()
             || e.grant
@@ -166,8 +163,8 @@ fn keeps(c: &Checked, e: &Entry) -> bool {
                 .iter()
                 .any(|p| glob_match(p.as_str().as_bytes(), h.as_bytes()))
     });
-    let person_ok = c.person.as_ref().is_none_or(|(name, ids)| {
-        ids.contains(e.grant.id.as_str())
+    let person_ok = c.person.as_ref().is_none_or(|name| {
+        asked.contains(e.grant.id.as_str())
             || e.recorded_by == *name
             || matches!(&e.grant.subject, Subject::Principal(p) if p.as_str() == name)
     });
@@ -177,7 +174,7 @@ fn keeps(c: &Checked, e: &Entry) -> bool {
 /// The report of the server's trail in `format`, filtered.
 async fn report(app: &super::App, f: &Filters, format: Format) -> Result<String, OpError> {
     let now = Timestamp::now();
-    let c = check(app, f, now).await?;
+    let c = check(f, now)?;
     let lines = trail_lines(app).await?;
     let mut records = Vec::new();
     let walk = chain::walk(lines.as_slice(), |r| records.push(r.clone().into_owned()))
@@ -189,7 +186,12 @@ async fn report(app: &super::App, f: &Filters, format: Format) -> Result<String,
     if walk.partial.is_some() {
         problems.push("the trail ends in an incomplete record".into());
     }
-    let keep = |e: &Entry| keeps(&c, e);
+    let asked = c
+        .person
+        .as_deref()
+        .map(|p| requests_of(&records, p))
+        .unwrap_or_default();
+    let keep = |e: &Entry| keeps(&c, &asked, e);
     let narrowed = c.host.is_some() || c.person.is_some();
     let filter = Filter {
         since: c.since,
@@ -446,7 +448,7 @@ pub(super) async fn chart(
     let now = Timestamp::now();
     let result = async {
         let json = report(&app, &f, Format::Json).await?;
-        let c = check(&app, &f, now).await?;
+        let c = check(&f, now)?;
         let doc: Value = serde_json::from_str(&json)
             .map_err(|e| OpError::Internal(format!("the report: {e}")))?;
         let windows: Vec<(i64, i64, bool)> = doc["grants"]
