@@ -460,3 +460,41 @@ impl<'a> Frame<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csrf_token_is_good_only_for_its_own_secret() {
+        let token = csrf_of("sjs_one");
+        assert!(csrf_ok("sjs_one", &token));
+        assert!(!csrf_ok("sjs_two", &token));
+        assert!(!csrf_ok("sjs_one", ""));
+        assert!(!csrf_ok("sjs_one", &token[..63]));
+        assert!(!csrf_ok("sjs_one", &format!("{token}0")));
+        // Not the session token's own hash (which the store keys on).
+        assert_ne!(token, crate::people::token_sha256("sjs_one"));
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name_across_headers() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; sshjit_console_login=L"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("sshjit_console=S"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("S"));
+        assert_eq!(cookie(&h, LOGIN_COOKIE), Some("L"));
+        assert_eq!(cookie(&h, "sshjit"), None);
+    }
+
+    #[test]
+    fn fields_longer_than_their_bound_are_refused() {
+        assert_eq!(bounded("reason", "ok", 2).ok(), Some("ok"));
+        let e = bounded("reason", "too long", 2).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message().contains("reason"), "{}", e.message());
+    }
+}

@@ -504,3 +504,57 @@ pub(super) async fn chart(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filters_query_repeats_them_percent_encoded() {
+        let f = Filters {
+            person: "alice".into(),
+            host: "web-*".into(),
+            since: "2026-12-01".into(),
+            account: String::new(),
+            until: "a&b=<c>".into(),
+        };
+        assert_eq!(
+            f.query(),
+            "?person=alice&host=web-%2A&since=2026-12-01&until=a%26b%3D%3Cc%3E"
+        );
+        assert_eq!(Filters::default().query(), "");
+    }
+
+    #[test]
+    fn moments_are_dates_times_or_durations_ago() {
+        let now = Timestamp::from_unix(1_800_000_000, 0);
+        assert_eq!(moment("since", "", now).unwrap(), None);
+        assert_eq!(
+            moment("since", "1d", now).unwrap(),
+            Some(Timestamp::from_unix(1_800_000_000 - DAY, 0))
+        );
+        assert_eq!(
+            moment("since", "2026-12-01", now).unwrap(),
+            Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").ok()
+        );
+        assert!(moment("since", "yesterday", now).is_err());
+        assert!(moment("since", &"9".repeat(41), now).is_err());
+    }
+
+    #[test]
+    fn each_day_counts_the_grants_active_in_it_and_marks_break_glass() {
+        let day0 = 1_800_000_000 - 1_800_000_000 % DAY;
+        let windows = [
+            (day0 + 100, day0 + 200, false),
+            (day0 + DAY - 1, day0 + DAY + 1, true),
+            (day0 + 3 * DAY, day0 + 4 * DAY, false),
+        ];
+        let (bars, top, _) = bars(&windows, day0, 4);
+        let counts: Vec<(usize, bool)> = bars.iter().map(|b| (b.count, b.break_glass)).collect();
+        assert_eq!(counts, [(2, true), (1, true), (0, false), (1, false)]);
+        assert_eq!(top, 2);
+        assert_eq!(bars[0].height, CHART_BASE - CHART_TOP);
+        assert_eq!(bars[2].height, 0);
+        assert_eq!(bars[1].label, date(day0 + DAY));
+    }
+}
