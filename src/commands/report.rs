@@ -17,7 +17,7 @@ use super::logins::{self, LoginLog};
 use super::output::Output;
 use super::remote::Remote;
 use crate::Globals;
-use crate::store::history::{Change, replay};
+use crate::store::history::{Change, Entry, History, replay};
 use crate::store::trail::Record;
 use crate::store::{self, chain, lock};
 use sshjit_policy::Username;
@@ -83,17 +83,13 @@ pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
         None => local_trail(globals)?,
     };
     let history = replay(&records);
-
-    let in_period = |start: Timestamp, end: Timestamp| {
-        until.is_none_or(|u| start < u) && since.is_none_or(|s| end > s)
+    let filter = Filter {
+        since,
+        until,
+        user: user.as_ref(),
+        keep: None,
     };
-    let shown: Vec<usize> = (0..history.entries.len())
-        .filter(|&i| {
-            let e = &history.entries[i];
-            let (start, end) = e.window();
-            user.as_ref().is_none_or(|u| e.grant.user == *u) && in_period(start, end)
-        })
-        .collect();
+    let shown = filter.entries(&history);
     let changes: Vec<&Change> = history
         .changes
         .iter()
@@ -129,6 +125,82 @@ pub fn run(globals: &Globals, args: &ReportArgs) -> Result<Output, Failure> {
     }
     out.refused = !report.verified;
     Ok(out)
+}
+
+/// Which grants and changes a report shows.
+pub struct Filter<'a> {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Only grants for this account.
+    pub user: Option<&'a Username<'a>>,
+    /// Only the grants it keeps (the server's filters by person and host).
+    pub keep: Option<&'a dyn Fn(&Entry) -> bool>,
+}
+
+impl Filter<'_> {
+    /// The indices of the entries shown: within the period, for the user,
+    /// kept.
+    pub fn entries(&self, history: &History) -> Vec<usize> {
+        let in_period = |start: Timestamp, end: Timestamp| {
+            self.until.is_none_or(|u| start < u) && self.since.is_none_or(|s| end > s)
+        };
+        (0..history.entries.len())
+            .filter(|&i| {
+                let e = &history.entries[i];
+                let (start, end) = e.window();
+                self.user.is_none_or(|u| e.grant.user == *u)
+                    && in_period(start, end)
+                    && self.keep.is_none_or(|keep| keep(e))
+            })
+            .collect()
+    }
+}
+
+/// The report of a server's trail as JSON or CSV, as `sshjit report
+/// --server` prints it: `records` read from `trail`, `problems` what keeps
+/// them from verifying.
+pub fn render(
+    trail: String,
+    records: &[Record<'static>],
+    problems: Vec<String>,
+    filter: &Filter<'_>,
+    format: Format,
+    now: Timestamp,
+) -> String {
+    let history = replay(records);
+    let shown = filter.entries(&history);
+    let changes: Vec<&Change> = history
+        .changes
+        .iter()
+        .filter(|c| {
+            filter.since.is_none_or(|s| c.time >= s) && filter.until.is_none_or(|u| c.time < u)
+        })
+        .filter(|c| {
+            (filter.user.is_none() && filter.keep.is_none())
+                || matches!(c.action, "freeze" | "thaw" | "repair")
+                || c.grants.iter().any(|i| shown.contains(i))
+        })
+        .collect();
+    let report = Report {
+        trail,
+        verified: problems.is_empty(),
+        problems,
+        records: records.len(),
+        since: filter.since,
+        until: filter.until,
+        user: filter.user.map(|u| u.to_string()),
+        entries: shown.iter().map(|&i| &history.entries[i]).collect(),
+        changes,
+        logins: None,
+        login_file: None,
+        now,
+        history: &history,
+    };
+    match format {
+        Format::Table => report.table(),
+        Format::Json => report.json(),
+        Format::Csv => report.csv(),
+    }
 }
 
 /// The trail beside the policy file, verified under a shared lock: its

@@ -4,11 +4,13 @@
 //! sshd (`e2e`), a login storm (`storm`), the regression tests of the
 //! hostile review (`review`), the check that the index fuzz target's seeds
 //! are the builder's output (`fuzz_seeds`), sshjit-server as a process
-//! (`server`), access requests end to end (`requests`), and host
+//! (`server`), access requests end to end (`requests`), the web console in a real
+//! headless Chromium (`console`), and host
 //! integration (`host`: KRL, reap, Fail2Ban, the Debian packages).
 
 mod admin;
 mod cli;
+mod console;
 mod e2e;
 mod fuzz_seeds;
 mod host;

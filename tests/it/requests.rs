@@ -77,7 +77,7 @@ issue = "certificate"
 
 /// A server with the roles above (and `extra` server.toml lines); the
 /// roles file lives in `dir`.
-fn start(name: &str, store: Store, dir: &TestDir, extra: &str) -> Server {
+pub(crate) fn start(name: &str, store: Store, dir: &TestDir, extra: &str) -> Server {
     let roles = dir.write("roles.toml", roles(USER_A));
     let mut extra = extra.to_owned();
     if !extra.contains("user_ca_key") {
@@ -92,7 +92,7 @@ fn start(name: &str, store: Store, dir: &TestDir, extra: &str) -> Server {
 }
 
 /// A person with their own machine, logged in with password + TOTP.
-fn person(server: &Server, name: &str, groups: &[&str]) -> (Person, Client) {
+pub(crate) fn person(server: &Server, name: &str, groups: &[&str]) -> (Person, Client) {
     let p = server.person(name, groups);
     let c = Client::new(name, server);
     c.login(&p);
@@ -100,13 +100,13 @@ fn person(server: &Server, name: &str, groups: &[&str]) -> (Person, Client) {
 }
 
 /// `sshjit requests --json`, as a list.
-fn listed(c: &Client) -> Vec<Value> {
+pub(crate) fn listed(c: &Client) -> Vec<Value> {
     let r = c.run(&["requests", "--json"]);
     r.assert_ok();
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:#?}"))
 }
 
-fn shown(c: &Client, id: &str) -> Value {
+pub(crate) fn shown(c: &Client, id: &str) -> Value {
     listed(c)
         .into_iter()
         .find(|v| v["id"] == id)
@@ -115,7 +115,7 @@ fn shown(c: &Client, id: &str) -> Value {
 
 /// The first line of a successful `sshjit request`: the id.
 #[track_caller]
-fn request(c: &Client, args: &[&str]) -> (String, Run) {
+pub(crate) fn request(c: &Client, args: &[&str]) -> (String, Run) {
     let mut a = vec!["request"];
     a.extend_from_slice(args);
     let r = c.run(&a);
@@ -359,7 +359,7 @@ fn attach(sshd: &Sshd, server: &Server) {
 }
 
 /// An sshd (its CA is the server's user CA) and a server that knows it.
-fn sshd_and_server(name: &str, dir: &TestDir, extra: &str) -> (Sshd, Server) {
+pub(crate) fn sshd_and_server(name: &str, dir: &TestDir, extra: &str) -> (Sshd, Server) {
     let sshd = Sshd::start(
         &format!("{name}-sshd"),
         &doc(vec![], vec![]),
@@ -380,7 +380,7 @@ fn sshd_and_server(name: &str, dir: &TestDir, extra: &str) -> (Sshd, Server) {
 
 /// Runs the `ssh ...` line sshjit printed, pointed at the test sshd (its
 /// host name resolved to loopback, its port, no known_hosts).
-fn run_printed(sshd: &Sshd, line: &str, home: &Path) -> Login {
+pub(crate) fn run_printed(sshd: &Sshd, line: &str, home: &Path) -> Login {
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(words.first(), Some(&"ssh"), "{line}");
     let out = Command::new("ssh")
@@ -409,7 +409,7 @@ fn run_printed(sshd: &Sshd, line: &str, home: &Path) -> Login {
 }
 
 #[track_caller]
-fn assert_in(sshd: &Sshd, l: &Login) {
+pub(crate) fn assert_in(sshd: &Sshd, l: &Login) {
     assert!(
         l.succeeded() && l.stdout.contains("logged-in"),
         "login must work: {l:?}\n{}",
@@ -418,7 +418,7 @@ fn assert_in(sshd: &Sshd, l: &Login) {
 }
 
 #[track_caller]
-fn assert_out(sshd: &Sshd, l: &Login) {
+pub(crate) fn assert_out(sshd: &Sshd, l: &Login) {
     assert!(
         l.refused(),
         "login must be refused: {l:?}\n{}",

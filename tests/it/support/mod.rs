@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub mod browser;
 pub mod https;
 pub mod server;
 pub mod sshd;

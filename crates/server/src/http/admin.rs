@@ -36,7 +36,11 @@ const TRAIL_BATCH: u32 = 4096;
 
 /// The session's person, when an admin who passed TOTP.
 async fn admin(app: &App, headers: &HeaderMap) -> Result<Authenticated, OpError> {
-    let who = authenticate(app, headers).await?;
+    may_administer(authenticate(app, headers).await?)
+}
+
+/// `who`, when an admin whose session passed TOTP.
+pub(super) fn may_administer(who: Authenticated) -> Result<Authenticated, OpError> {
     if !who.in_group("admin") {
         return Err(OpError::Forbidden(format!(
             "{} is not in group admin",
@@ -52,7 +56,7 @@ async fn admin(app: &App, headers: &HeaderMap) -> Result<Authenticated, OpError>
 }
 
 /// Why a change was not made: the command's own refusal, or the server's.
-enum ChangeError {
+pub(super) enum ChangeError {
     Failure(Failure),
     Op(OpError),
 }
@@ -102,6 +106,16 @@ async fn do_change(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Applie
     let person = admin(app, headers).await?;
     let change: Change<'_> = serde_json::from_slice(body)
         .map_err(|e| ChangeError::Failure(Failure::usage(format!("the change: {e}"))))?;
+    apply_change(app, &person, &change).await
+}
+
+/// Applies `change` for `person` (an admin: [`may_administer`]), records
+/// it and logs it: `sshjit grant|revoke|... --server` and the console.
+pub(super) async fn apply_change(
+    app: &App,
+    person: &Authenticated,
+    change: &Change<'_>,
+) -> Result<Applied, ChangeError> {
     let actor = Actor::new(person.person.name.clone())
         .map_err(|e| OpError::Internal(e.to_string()))?
         .into_owned();
@@ -120,7 +134,7 @@ async fn do_change(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Applie
         .ledger
         .commit(&who, |view| {
             let mut policy = (*view.policy).clone();
-            match apply(&change, &mut policy, &who, now, &place) {
+            match apply(change, &mut policy, &who, now, &place) {
                 Ok(Edit::Unchanged(a)) => Ok(Decision::Unchanged(a)),
                 Ok(Edit::Change { action, value }) => Ok(Decision::Change {
                     action,
@@ -180,18 +194,7 @@ pub async fn policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 pub async fn trail(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let result = async {
         admin(&app, &headers).await?;
-        let store = app.ledger.store();
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let batch = store.records_after(after, TRAIL_BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            for r in batch {
-                out.extend_from_slice(&r.line);
-            }
-        }
-        Ok::<_, OpError>(out)
+        trail_lines(&app).await
     }
     .await;
     let response = match result {
@@ -201,4 +204,42 @@ pub async fn trail(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
     app.metrics
         .request("admin_trail", response.status().as_u16());
     response
+}
+
+impl ChangeError {
+    /// The HTTP status `POST /v1/admin/change` answers it with.
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            ChangeError::Failure(f) => match f.kind {
+                FailureKind::Usage => 400,
+                FailureKind::Refused => 409,
+                FailureKind::Internal => 500,
+            },
+            ChangeError::Op(e) => e.status(),
+        }
+    }
+
+    /// What the person is told.
+    pub(super) fn message(&self) -> &str {
+        match self {
+            ChangeError::Failure(f) => &f.message,
+            ChangeError::Op(e) => e.message(),
+        }
+    }
+}
+
+/// Every record of the trail, as a trail file holds them.
+pub(super) async fn trail_lines(app: &App) -> Result<Vec<u8>, OpError> {
+    let store = app.ledger.store();
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = store.records_after(after, TRAIL_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for r in batch {
+            out.extend_from_slice(&r.line);
+        }
+    }
+    Ok(out)
 }

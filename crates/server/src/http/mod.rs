@@ -11,10 +11,12 @@
 //! - `/v1/requests...`, `/v1/reviews` (access requests: `requests`).
 //! - `POST /v1/admin/change`, `GET /v1/admin/policy`, `GET
 //!   /v1/admin/trail` (group `admin`: `admin`).
+//! - `/console/...`: the web console (`console`).
 //! - `GET /healthz` (the process answers), `GET /readyz` (its view of the
 //!   store is current), `GET /metrics` (Prometheus text).
 
 mod admin;
+mod console;
 mod keylogin;
 mod policy;
 mod requests;
@@ -110,6 +112,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(console::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(app)

@@ -26,7 +26,8 @@ use crate::ops::OpError;
 use crate::requests::{Ask, MAX_LISTED, Person, Stored, decode, to_json};
 use crate::store::RequestQuery;
 
-fn person(who: &Authenticated) -> Person<'_> {
+/// The request flow's view of a session's person.
+pub(super) fn person_of(who: &Authenticated) -> Person<'_> {
     Person {
         name: &who.person.name,
         groups: &who.person.groups,
@@ -58,7 +59,7 @@ pub async fn open(
             .map_err(|e| OpError::Usage(format!("the request: {e}")))?;
         let s = app
             .flow
-            .open(&app.ledger, app.webhook.as_ref(), &person(&who), &ask)
+            .open(&app.ledger, app.webhook.as_ref(), &person_of(&who), &ask)
             .await?;
         Ok(shown(&app, &s))
     }
@@ -91,7 +92,7 @@ pub async fn list(
 }
 
 async fn rows(app: &App, who: &Authenticated, query: RequestQuery) -> Result<Value, OpError> {
-    let p = person(who);
+    let p = person_of(who);
     let view = app.ledger.view();
     let now = Timestamp::now();
     let mut out = Vec::new();
@@ -126,7 +127,7 @@ pub async fn one(
         }
         let row = app.ledger.store().request(&id).await?.ok_or_else(missing)?;
         let s = decode(&row)?;
-        if !app.flow.visible(&person(&who), &s) {
+        if !app.flow.visible(&person_of(&who), &s) {
             return Err(missing());
         }
         Ok(shown(&app, &s))
@@ -158,7 +159,7 @@ pub async fn decide(
             serde_json::from_slice(&body)
                 .map_err(|e| OpError::Usage(format!("the decision: {e}")))?
         };
-        let p = person(&who);
+        let p = person_of(&who);
         let (flow, ledger, hook) = (&app.flow, &app.ledger, app.webhook.as_ref());
         let s = match what.as_str() {
             "approve" => {

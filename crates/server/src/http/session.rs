@@ -101,22 +101,58 @@ pub async fn login(
     }
 }
 
-async fn do_login(app: &App, peer: SocketAddr, body: &[u8]) -> Result<SessionInfo, OpError> {
-    if !app.limiter.allow(peer.ip()) {
-        app.metrics.login("rate_limited");
-        log::event(
-            "login",
-            &[
-                ("from", &peer.ip().to_string()),
-                ("outcome", "rate_limited"),
-            ],
-        );
-        return Err(OpError::TooMany(
-            "too many logins from this address: wait".into(),
-        ));
+/// Takes one login attempt from the address's bucket.
+fn admit(app: &App, peer: SocketAddr) -> Result<(), OpError> {
+    if app.limiter.allow(peer.ip()) {
+        return Ok(());
     }
+    app.metrics.login("rate_limited");
+    log::event(
+        "login",
+        &[
+            ("from", &peer.ip().to_string()),
+            ("outcome", "rate_limited"),
+        ],
+    );
+    Err(OpError::TooMany(
+        "too many logins from this address: wait".into(),
+    ))
+}
+
+async fn do_login(app: &App, peer: SocketAddr, body: &[u8]) -> Result<SessionInfo, OpError> {
+    admit(app, peer)?;
     let req: LoginRequest = serde_json::from_slice(body)
         .map_err(|_| OpError::Usage("expected {\"user\", \"password\", \"totp\"}".into()))?;
+    checked_login(app, peer, req).await
+}
+
+/// A login by password and TOTP code (`sshjit login`, the console's form):
+/// the same checks, lockout and log lines whichever way it came.
+pub(super) async fn password_login(
+    app: &App,
+    peer: SocketAddr,
+    user: String,
+    password: String,
+    totp: String,
+) -> Result<SessionInfo, OpError> {
+    admit(app, peer)?;
+    checked_login(
+        app,
+        peer,
+        LoginRequest {
+            user,
+            password,
+            totp,
+        },
+    )
+    .await
+}
+
+async fn checked_login(
+    app: &App,
+    peer: SocketAddr,
+    req: LoginRequest,
+) -> Result<SessionInfo, OpError> {
     let refuse = |why: &str, person: &str| {
         app.metrics.login("failed");
         log::event(
@@ -239,8 +275,15 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticate
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| plausible_token(t))
         .ok_or_else(|| OpError::Unauthorized("log in first: sshjit login".into()))?;
+    authenticate_token(app, token).await
+}
+
+/// The person behind a session token, however it came (header or cookie).
+pub(super) async fn authenticate_token(app: &App, token: &str) -> Result<Authenticated, OpError> {
+    if !plausible_token(token) {
+        return Err(OpError::Unauthorized("log in first: sshjit login".into()));
+    }
     let sha = token_sha256(token);
     let store = app.ledger.store();
     let session = store
