@@ -5,67 +5,12 @@
 //! request. Every value is one of the policy core's checked types or a
 //! newtype here, so a record that decodes is valid field by field.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use sshjit_policy::time::Timestamp;
-use sshjit_policy::{
-    Actor, AuthorizedKey, Fingerprint, HostPattern, InvalidValue, Principal, Reason, Username,
-};
+use sshjit_policy::{Actor, AuthorizedKey, Fingerprint, HostPattern, Principal, Reason, Username};
 
-/// Defines a string newtype checked by `$check` (the policy core's own
-/// macro is private to it).
-macro_rules! checked {
-    ($(#[$meta:meta])* $name:ident, $what:literal, $check:expr) => {
-        $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name<'a>(Cow<'a, str>);
-
-        impl<'a> $name<'a> {
-            /// Checks `value`; the only way to build one.
-            pub fn new(value: impl Into<Cow<'a, str>>) -> Result<Self, InvalidValue> {
-                let value = value.into();
-                let check: fn(&str) -> Result<(), &'static str> = $check;
-                match check(&value) {
-                    Ok(()) => Ok($name(value)),
-                    Err(why) => Err(InvalidValue::new($what, &value, why)),
-                }
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            pub fn into_owned(self) -> $name<'static> {
-                $name(Cow::Owned(self.0.into_owned()))
-            }
-        }
-
-        impl fmt::Display for $name<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s: Cow<'de, str> = Deserialize::deserialize(d)?;
-                $name::new(s).map_err(de::Error::custom)
-            }
-        }
-
-        impl Serialize for $name<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-    };
-}
-
-checked!(
+sshjit_policy::checked_str!(
     /// A request's id: `r-` and 1 to 62 of `[a-z0-9-]`. It is also the id
     /// of the grant it gives, and the key ID of the certificate it issues,
     /// so it is a valid `GrantId`, `KeyId` and principal.
@@ -85,7 +30,7 @@ checked!(
     }
 );
 
-checked!(
+sshjit_policy::checked_str!(
     /// A role's name in roles.toml: 1 to 64 of `[A-Za-z0-9._-]`.
     RoleName,
     "role name",

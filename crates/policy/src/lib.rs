@@ -18,6 +18,10 @@ pub mod text;
 pub mod time;
 pub mod types;
 
+/// For [`checked_str!`] in other crates.
+#[doc(hidden)]
+pub use serde as __serde;
+
 pub use evaluate::{Decision, Denial, Mode, Refusal, Request, evaluate};
 pub use key::AuthorizedKey;
 pub use model::*;

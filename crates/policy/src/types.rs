@@ -39,7 +39,8 @@ impl InvalidValue {
 }
 
 /// Deserializes a string, borrowing from the input when it has no escapes.
-pub(crate) fn cow_str<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+#[doc(hidden)]
+pub fn cow_str<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
     struct CowVisitor;
     impl<'de> Visitor<'de> for CowVisitor {
         type Value = Cow<'de, str>;
@@ -59,21 +60,26 @@ pub(crate) fn cow_str<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, 
     d.deserialize_str(CowVisitor)
 }
 
-/// Defines a string newtype whose only constructor runs `$check`.
+/// Defines a string newtype whose only constructor runs `$check`: the
+/// policy's own value types, and those of the crates built on it (the
+/// server's request and role names), with the same serde and error shape.
+#[macro_export]
 macro_rules! checked_str {
     ($(#[$meta:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name<'a>(Cow<'a, str>);
+        pub struct $name<'a>(::std::borrow::Cow<'a, str>);
 
         impl<'a> $name<'a> {
             /// Checks `value`; the only way to build one.
-            pub fn new(value: impl Into<Cow<'a, str>>) -> Result<Self, InvalidValue> {
+            pub fn new(
+                value: impl Into<::std::borrow::Cow<'a, str>>,
+            ) -> Result<Self, $crate::InvalidValue> {
                 let value = value.into();
                 let check: fn(&str) -> Result<(), &'static str> = $check;
                 match check(&value) {
                     Ok(()) => Ok($name(value)),
-                    Err(why) => Err(InvalidValue::new($what, &value, why)),
+                    Err(why) => Err($crate::InvalidValue::new($what, &value, why)),
                 }
             }
 
@@ -83,28 +89,29 @@ macro_rules! checked_str {
 
             /// True when the value points into the document it was parsed from.
             pub fn is_borrowed(&self) -> bool {
-                matches!(self.0, Cow::Borrowed(_))
+                matches!(self.0, ::std::borrow::Cow::Borrowed(_))
             }
 
             pub fn into_owned(self) -> $name<'static> {
-                $name(Cow::Owned(self.0.into_owned()))
+                $name(::std::borrow::Cow::Owned(self.0.into_owned()))
             }
         }
 
-        impl fmt::Display for $name<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $name::new(cow_str(d)?).map_err(de::Error::custom)
+        impl<'de: 'a, 'a> $crate::__serde::Deserialize<'de> for $name<'a> {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::new($crate::types::cow_str(d)?)
+                    .map_err(<D::Error as $crate::__serde::de::Error>::custom)
             }
         }
 
-        impl Serialize for $name<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl $crate::__serde::Serialize for $name<'_> {
+            fn serialize<S: $crate::__serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
             }
         }

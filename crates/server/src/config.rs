@@ -158,6 +158,19 @@ pub fn load(explicit: Option<&Path>) -> Result<ServerConfig, ConfigError> {
     }
 }
 
+/// A TOML file's error as its line and the parser's message, never the
+/// parser's quote of the line (which can be anything the file holds): the
+/// same shape for server.toml, roles.toml and oncall.toml.
+pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_owned(),
+    }
+}
+
 /// Parses config text; `path` is only for messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<ServerConfig, ConfigError> {
     let syntax = |message: String| ConfigError::Syntax {
@@ -165,17 +178,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<ServerConfig, ConfigError> {
         message,
     };
     let text = std::str::from_utf8(bytes).map_err(|_| syntax("not UTF-8".into()))?;
-    // The parser's own message may quote the offending line, which can be
-    // anything the file holds: keep to where and what kind.
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        syntax(match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {}", e.message())
-            }
-            None => e.message().to_owned(),
-        })
-    })?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| syntax(crate::config::toml_message(text, &e)))?;
     let value = |key: &'static str, message: String| ConfigError::Value { key, message };
     let listen: SocketAddr = raw
         .listen

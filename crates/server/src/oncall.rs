@@ -146,15 +146,8 @@ fn zone(name: &str) -> Result<TimeZone, String> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Schedule, String> {
     let at = |m: String| format!("{}: {m}", path.display());
     let text = std::str::from_utf8(bytes).map_err(|_| at("not UTF-8".into()))?;
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        at(match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {}", e.message())
-            }
-            None => e.message().to_owned(),
-        })
-    })?;
+    let raw: RawFile =
+        toml::from_str(text).map_err(|e| at(crate::config::toml_message(text, &e)))?;
     if raw.shift.len() > MAX_SHIFTS {
         return Err(at(format!("more than {MAX_SHIFTS} shifts")));
     }

@@ -164,15 +164,8 @@ pub fn load(path: &Path, explicit: bool) -> Result<Roles, RolesError> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Roles, RolesError> {
     let at = |m: String| RolesError(format!("{}: {m}", path.display()));
     let text = std::str::from_utf8(bytes).map_err(|_| at("not UTF-8".into()))?;
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        at(match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {}", e.message())
-            }
-            None => e.message().to_owned(),
-        })
-    })?;
+    let raw: RawFile =
+        toml::from_str(text).map_err(|e| at(crate::config::toml_message(text, &e)))?;
     if raw.role.len() > MAX_ROLES {
         return Err(at(format!("more than {MAX_ROLES} roles")));
     }

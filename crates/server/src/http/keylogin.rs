@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use ssh_key::{HashAlg, PublicKey, SshSig};
 use sshjit_policy::time::Timestamp;
 
-use super::session::SessionInfo;
+use super::session::{SessionInfo, admit, count_failure};
 use super::{App, error_response};
 use crate::log;
 use crate::ops::OpError;
@@ -108,21 +108,8 @@ pub async fn login(
 }
 
 async fn do_login(app: &App, peer: SocketAddr, body: &[u8]) -> Result<SessionInfo, OpError> {
+    admit(app, peer, Some("key"))?;
     let from = peer.ip().to_string();
-    if !app.limiter.allow(peer.ip()) {
-        app.metrics.login("rate_limited");
-        log::event(
-            "login",
-            &[
-                ("from", &from),
-                ("method", "key"),
-                ("outcome", "rate_limited"),
-            ],
-        );
-        return Err(OpError::TooMany(
-            "too many logins from this address: wait".into(),
-        ));
-    }
     let req: KeyLogin = serde_json::from_slice(body)
         .map_err(|_| OpError::Usage("expected {\"user\", \"challenge\", \"signature\"}".into()))?;
     let refuse = |why: &str, person: &str| {
@@ -159,14 +146,7 @@ async fn do_login(app: &App, peer: SocketAddr, body: &[u8]) -> Result<SessionInf
     let issued_ms = match checked {
         Ok(ms) => ms,
         Err(why) => {
-            let lock = (person.failures + 1 >= people::LOCK_AFTER)
-                .then(|| now + people::LOCK_FOR.as_secs() as i64);
-            store
-                .login(name.as_str(), LoginUpdate::Failed { lock_until: lock })
-                .await?;
-            if lock.is_some() {
-                log::event("lockout", &[("person", name.as_str())]);
-            }
+            count_failure(app, &person, now).await?;
             return Err(refuse(why, name.as_str()));
         }
     };

@@ -101,26 +101,41 @@ pub async fn login(
     }
 }
 
-/// Takes one login attempt from the address's bucket.
-fn admit(app: &App, peer: SocketAddr) -> Result<(), OpError> {
+/// Takes one login attempt from the address's bucket; `method` names a
+/// login other than by password in the log line.
+pub(super) fn admit(app: &App, peer: SocketAddr, method: Option<&str>) -> Result<(), OpError> {
     if app.limiter.allow(peer.ip()) {
         return Ok(());
     }
     app.metrics.login("rate_limited");
-    log::event(
-        "login",
-        &[
-            ("from", &peer.ip().to_string()),
-            ("outcome", "rate_limited"),
-        ],
-    );
+    let from = peer.ip().to_string();
+    let mut fields = vec![("from", from.as_str())];
+    fields.extend(method.map(|m| ("method", m)));
+    fields.push(("outcome", "rate_limited"));
+    log::event("login", &fields);
     Err(OpError::TooMany(
         "too many logins from this address: wait".into(),
     ))
 }
 
+/// Counts a failed attempt against `person`: the account locks for
+/// [`people::LOCK_FOR`] at the [`people::LOCK_AFTER`]th failure in a row,
+/// whichever way the attempts came.
+pub(super) async fn count_failure(app: &App, person: &PersonRow, now: i64) -> Result<(), OpError> {
+    let lock = (person.failures + 1 >= people::LOCK_AFTER)
+        .then(|| now + people::LOCK_FOR.as_secs() as i64);
+    app.ledger
+        .store()
+        .login(&person.name, LoginUpdate::Failed { lock_until: lock })
+        .await?;
+    if lock.is_some() {
+        log::event("lockout", &[("person", &person.name)]);
+    }
+    Ok(())
+}
+
 async fn do_login(app: &App, peer: SocketAddr, body: &[u8]) -> Result<SessionInfo, OpError> {
-    admit(app, peer)?;
+    admit(app, peer, None)?;
     let req: LoginRequest = serde_json::from_slice(body)
         .map_err(|_| OpError::Usage("expected {\"user\", \"password\", \"totp\"}".into()))?;
     checked_login(app, peer, req).await
@@ -135,7 +150,7 @@ pub(super) async fn password_login(
     password: String,
     totp: String,
 ) -> Result<SessionInfo, OpError> {
-    admit(app, peer)?;
+    admit(app, peer, None)?;
     checked_login(
         app,
         peer,
@@ -189,19 +204,12 @@ async fn checked_login(
     }
     let step = totp_step(app, &person, &req.totp, now);
     let (Some(step), true) = (step, good_password) else {
-        let lock = (person.failures + 1 >= people::LOCK_AFTER)
-            .then(|| now + people::LOCK_FOR.as_secs() as i64);
-        store
-            .login(name.as_str(), LoginUpdate::Failed { lock_until: lock })
-            .await?;
+        count_failure(app, &person, now).await?;
         let why = if good_password {
             "bad code"
         } else {
             "bad password"
         };
-        if lock.is_some() {
-            log::event("lockout", &[("person", name.as_str())]);
-        }
         return Err(refuse(why, name.as_str()));
     };
     let (token, sha) = people::new_token("sjs_").map_err(OpError::Internal)?;
